@@ -1,0 +1,5 @@
+//! aliases placeholder
+/// placeholder
+pub struct AliasTable;
+/// placeholder
+pub struct Expansion;

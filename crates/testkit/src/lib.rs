@@ -1,0 +1,42 @@
+//! Test helpers shared by mailroom's crates. Only ever a dev-dependency.
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+/// Every way to cut `input` into chunks that a parser must treat alike: whole,
+/// one byte at a time, every single split point, and `random` random
+/// splittings from a fixed seed (so failures reproduce).
+pub fn splittings(input: &[u8], random: usize) -> Vec<Vec<&[u8]>> {
+    let mut out = vec![vec![input]];
+    out.push(input.chunks(1).collect());
+    for i in 1..input.len() {
+        out.push(vec![&input[..i], &input[i..]]);
+    }
+    let mut rng = StdRng::seed_from_u64(0x6d61_696c_726f_6f6d);
+    for _ in 0..random {
+        let mut pieces = Vec::new();
+        let mut rest = input;
+        while !rest.is_empty() {
+            let n = rng.random_range(1..=rest.len().min(64));
+            let (head, tail) = rest.split_at(n);
+            pieces.push(head);
+            rest = tail;
+        }
+        out.push(pieces);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_splitting_concatenates_to_the_input() {
+        let input = b"EHLO x\r\nQUIT\r\n";
+        let all = splittings(input, 10);
+        assert_eq!(all.len(), 2 + (input.len() - 1) + 10);
+        for pieces in all {
+            assert_eq!(pieces.concat(), input.to_vec());
+        }
+    }
+}
