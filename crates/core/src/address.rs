@@ -142,7 +142,9 @@ fn is_atext(c: char, utf8: bool) -> bool {
 }
 
 fn is_dot_string(s: &str, utf8: bool) -> bool {
-    !s.is_empty() && s.split('.').all(|atom| !atom.is_empty() && atom.chars().all(|c| is_atext(c, utf8)))
+    !s.is_empty()
+        && s.split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(|c| is_atext(c, utf8)))
 }
 
 /// Unquotes the rest of a quoted string after its opening quote.
@@ -191,8 +193,17 @@ mod tests {
             assert_eq!(got, Ok(want.to_string()), "{input}");
         }
         let bad = [
-            "user", "@example.com", "user@", "a..b@x.org", ".a@x.org", "a.@x.org", "a b@x.org",
-            "\"unterminated@x.org", "\"a\"b@x.org", "us(er@x.org", "user@exa_mple.com",
+            "user",
+            "@example.com",
+            "user@",
+            "a..b@x.org",
+            ".a@x.org",
+            "a.@x.org",
+            "a b@x.org",
+            "\"unterminated@x.org",
+            "\"a\"b@x.org",
+            "us(er@x.org",
+            "user@exa_mple.com",
         ];
         for input in bad {
             assert!(Address::parse(input, false).is_err(), "{input}");
@@ -200,7 +211,10 @@ mod tests {
         assert!(Address::parse("jürgen@example.de", false).is_err());
         assert!(Address::parse("jürgen@例え.jp", true).is_ok());
         let long = format!("{}@x.org", "a".repeat(65));
-        assert_eq!(Address::parse(&long, false), Err(AddressError::LocalPartTooLong));
+        assert_eq!(
+            Address::parse(&long, false),
+            Err(AddressError::LocalPartTooLong)
+        );
     }
 
     #[test]

@@ -104,7 +104,9 @@ fn parse_literal(s: &str) -> Result<String, DomainError> {
             if !tag.is_empty()
                 && tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 && !content.is_empty()
-                && content.bytes().all(|b| (33..=90).contains(&b) || (94..=126).contains(&b)) =>
+                && content
+                    .bytes()
+                    .all(|b| (33..=90).contains(&b) || (94..=126).contains(&b)) =>
         {
             Ok(s.to_string())
         }
@@ -126,15 +128,31 @@ mod tests {
             ("localhost", "localhost"),
         ];
         for (input, want) in ok {
-            assert_eq!(Domain::parse(input, false).map(|d| d.0), Ok(want.to_string()), "{input}");
+            assert_eq!(
+                Domain::parse(input, false).map(|d| d.0),
+                Ok(want.to_string()),
+                "{input}"
+            );
         }
-        let bad = ["", "a..b", "-a.b", "a-.b", "a_b.c", "[1.2.3]", "[IPv6:zz]", "exa mple.com", "ü.de"];
+        let bad = [
+            "",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "a_b.c",
+            "[1.2.3]",
+            "[IPv6:zz]",
+            "exa mple.com",
+            "ü.de",
+        ];
         for input in bad {
             assert!(Domain::parse(input, false).is_err(), "{input}");
         }
         assert!(Domain::parse("ü.de", true).is_ok());
         assert_eq!(
-            Domain::parse("[IPv6:::1]", false).ok().and_then(|d| d.literal_ip()),
+            Domain::parse("[IPv6:::1]", false)
+                .ok()
+                .and_then(|d| d.literal_ip()),
             Some("::1".parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
         );
     }

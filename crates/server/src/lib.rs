@@ -1,1 +1,113 @@
-//! placeholder
+//! The inbound agent: SMTP and POP3 listeners and the thin tokio drivers that
+//! connect sockets to the pure session state machines of `mailroom-smtp-proto`
+//! and `mailroom-pop3-proto`, plus the routing policy that decides where a
+//! recipient's mail goes.
+//!
+//! This crate owns no protocol logic (that is in the `*-proto` crates) and no
+//! storage format (that is behind the `mailroom-store` traits). It owns:
+//! sockets, timers, connection limits, graceful shutdown, and the decisions a
+//! session asks for (is this recipient local? store this message now).
+//!
+//! ```text
+//!  TcpListener ─► limits ─► smtp::session ─► Router ─► MailStore::deliver (fsync) ─► 250
+//!  TcpListener ─► limits ─► pop3::session ─► UserDb + MailStore::open_maildrop ─► stream RETR
+//! ```
+//!
+//! [`run`] takes already-bound listeners and a [`Shutdown`]: the binary binds
+//! (and may drop privileges) first; tests bind port 0.
+
+mod auth;
+pub mod config;
+mod guard;
+mod ids;
+mod io;
+mod limits;
+pub mod pop3;
+mod router;
+mod sasl;
+mod shutdown;
+pub mod smtp;
+mod stream;
+mod time;
+pub mod tls;
+mod trace;
+
+use std::sync::Arc;
+
+use mailroom_store::{MailStore, QueueStore, UserDb};
+use tokio::net::TcpListener;
+
+pub use config::{ListenerKind, ServerConfig};
+pub use shutdown::Shutdown;
+
+/// Everything a session needs, shared by all listeners.
+pub struct Context {
+    /// The server's configuration.
+    pub config: ServerConfig,
+    /// Maildrops: where local mail is delivered and POP3 reads it.
+    pub store: Arc<dyn MailStore>,
+    /// Users and aliases.
+    pub users: Arc<dyn UserDb>,
+    /// TLS certificate and key; `None` disables STARTTLS, STLS and the
+    /// implicit-TLS listeners.
+    pub tls: Option<Arc<tls::TlsHandle>>,
+    /// The outbound queue; `None` refuses relaying altogether.
+    pub queue: Option<Arc<dyn QueueStore>>,
+    /// Woken after each enqueue so the MTA tries new mail at once.
+    pub queue_notify: Arc<tokio::sync::Notify>,
+    limits: limits::ConnectionLimits,
+    guard: guard::LoginGuard,
+}
+
+impl Context {
+    /// Builds the shared context from the configuration and store handles.
+    pub fn new(
+        config: ServerConfig,
+        store: Arc<dyn MailStore>,
+        users: Arc<dyn UserDb>,
+        tls: Option<Arc<tls::TlsHandle>>,
+        queue: Option<Arc<dyn QueueStore>>,
+        queue_notify: Arc<tokio::sync::Notify>,
+    ) -> Arc<Self> {
+        let limits =
+            limits::ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+        let guard = guard::LoginGuard::new(config.login_failure_delay);
+        Arc::new(Context {
+            config,
+            store,
+            users,
+            tls,
+            queue,
+            queue_notify,
+            limits,
+            guard,
+        })
+    }
+}
+
+/// One bound listener and the service it carries.
+pub struct Listener {
+    /// Which service this socket speaks.
+    pub kind: ListenerKind,
+    /// The bound socket.
+    pub socket: TcpListener,
+}
+
+/// Serves every listener until `shutdown` fires, then waits for sessions to
+/// finish (each is told to stop: those past DATA finish their commit first).
+pub async fn run(ctx: Arc<Context>, listeners: Vec<Listener>, shutdown: Shutdown) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            match listener.kind {
+                ListenerKind::Pop3 | ListenerKind::Pop3s => {
+                    pop3::serve(ctx, listener.socket, listener.kind, shutdown).await
+                }
+                _ => smtp::serve(ctx, listener.socket, listener.kind, shutdown).await,
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}

@@ -12,11 +12,13 @@
 
 pub mod aliases;
 pub mod password;
+pub mod queue;
 
 use std::io;
 use std::sync::Arc;
 
 pub use aliases::{AliasTable, Expansion};
+pub use queue::{QueueEntry, QueueStore, QueuedRecipient, RecipientState};
 
 /// A local user as the directory knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

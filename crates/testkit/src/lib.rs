@@ -1,4 +1,14 @@
 //! Test helpers shared by mailroom's crates. Only ever a dev-dependency.
+//!
+//! - [`splittings`]: every way to cut an input for chunked-parser tests.
+//! - [`dns`]: an in-process DNS server answering from a table (MX, A,
+//!   AAAA, TXT, NXDOMAIN, SERVFAIL, timeouts) for routing tests.
+//! - [`MemoryQueue`]: an in-memory `QueueStore`.
+
+pub mod dns;
+mod queue;
+
+pub use queue::MemoryQueue;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 

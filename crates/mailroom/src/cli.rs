@@ -1,0 +1,99 @@
+//! The command line (INTERFACE.md): global flags and subcommands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A complete mail server in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "mailroom", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// TOML configuration file; flags override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// All local state: mailboxes, queue, users, aliases, TLS key.
+    /// [default: $MAILROOM_DATA_DIR, the config's data_dir, ./mailroom-data]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where mail, queue and users live: `maildir:` (embedded) or `postgres://…`.
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+    /// Log format: `text` (default) or `json`.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the mail server in the foreground until SIGTERM/SIGINT.
+    Serve(ServeArgs),
+    /// Manage local users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// SMTP relay/MX listener (`off` to disable) [default: 127.0.0.1:2525]
+    #[arg(long, value_name = "ADDR")]
+    pub smtp: Option<String>,
+    /// Submission listener, AUTH required [default: 127.0.0.1:2587]
+    #[arg(long, value_name = "ADDR")]
+    pub submission: Option<String>,
+    /// Submission over implicit TLS [default: 127.0.0.1:2465]
+    #[arg(long, value_name = "ADDR")]
+    pub smtps: Option<String>,
+    /// POP3 listener [default: 127.0.0.1:1100]
+    #[arg(long, value_name = "ADDR")]
+    pub pop3: Option<String>,
+    /// POP3 over implicit TLS [default: 127.0.0.1:1995]
+    #[arg(long, value_name = "ADDR")]
+    pub pop3s: Option<String>,
+    /// Name in greetings, Received: and bounces [default: localhost]
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// A local domain (repeatable); the hostname is always local.
+    #[arg(long = "domain", value_name = "D")]
+    pub domains: Vec<String>,
+    /// Route domain D to HOST:PORT, skipping MX (repeatable; `*` = smarthost).
+    #[arg(long = "relay-map", value_name = "D=HOST:PORT")]
+    pub relay_map: Vec<String>,
+    /// DNS resolver for MX/A/AAAA look-ups [default: system resolver]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub dns: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Add a user; they receive mail for NAME@ every local domain.
+    Add {
+        /// The user name (a local part; case-insensitive).
+        name: String,
+        /// Read the password from one line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Also store the plaintext-equivalent secret APOP needs (opt-in).
+        #[arg(long)]
+        apop: bool,
+        /// Also store the plaintext-equivalent secret CRAM-MD5 needs (opt-in).
+        #[arg(long)]
+        cram_md5: bool,
+    },
+    /// List users.
+    List,
+    /// Change a user's password.
+    Passwd {
+        /// The user name.
+        name: String,
+        /// Read the password from one line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete a user (their mail stays on disk).
+    Del {
+        /// The user name.
+        name: String,
+    },
+}

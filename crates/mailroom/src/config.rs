@@ -1,0 +1,352 @@
+//! The configuration file, in two steps (STYLE.md §2.6): [`RawConfig`]
+//! mirrors the TOML with every field optional; flags are merged into it; and
+//! [`Settings::resolve`] validates once, producing typed values.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ipnet::IpNet;
+use mailroom_core::Domain;
+use mailroom_server::ServerConfig;
+use serde::Deserialize;
+
+use crate::cli::{Cli, ServeArgs};
+
+/// The TOML file as written. Unknown keys are errors, so a typo never
+/// silently falls back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub hostname: Option<String>,
+    pub domains: Option<Vec<String>>,
+    pub data_dir: Option<PathBuf>,
+    pub store: Option<String>,
+    pub postmaster: Option<String>,
+    pub run_as: Option<String>,
+    pub trusted_networks: Option<Vec<IpNet>>,
+    pub plaintext_auth_networks: Option<Vec<IpNet>>,
+    // Accepted now so configs written for the outbound queue validate; the
+    // queue (issue 4) reads them.
+    #[allow(dead_code)]
+    pub relay_map: Option<std::collections::BTreeMap<String, String>>,
+    #[allow(dead_code)]
+    pub dns: Option<String>,
+    pub listen: Option<RawListen>,
+    pub smtp: Option<RawSmtp>,
+    pub pop3: Option<RawPop3>,
+    pub limits: Option<RawLimits>,
+    #[allow(dead_code)]
+    pub queue: Option<toml::Table>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    pub smtp: Option<String>,
+    pub submission: Option<String>,
+    pub smtps: Option<String>,
+    pub pop3: Option<String>,
+    pub pop3s: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSmtp {
+    pub max_message_size: Option<u64>,
+    pub max_recipients: Option<usize>,
+    pub max_errors: Option<u32>,
+    pub max_hops: Option<usize>,
+    pub vrfy: Option<bool>,
+    pub expn: Option<bool>,
+    /// Seconds to wait for the next command (RFC 5321 §4.5.3.2.7).
+    pub command_timeout: Option<u64>,
+    /// Seconds to wait for the next block of message data (§4.5.3.2.5).
+    pub data_timeout: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPop3 {
+    /// Seconds of inactivity before autologout (RFC 1939 §3).
+    pub timeout: Option<u64>,
+    /// Seconds of delay after a failed login (grows with repeated failures).
+    pub login_failure_delay: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    /// PEM certificate chain. Default: DATA_DIR/tls/cert.pem, generated
+    /// self-signed for the hostname on first start.
+    pub cert: Option<PathBuf>,
+    /// PEM private key. Default: DATA_DIR/tls/key.pem.
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+}
+
+/// Reads the config file named by `--config`, or an empty one.
+pub(crate) fn load_raw(cli: &Cli) -> anyhow::Result<RawConfig> {
+    let Some(path) = &cli.config else {
+        return Ok(RawConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+}
+
+/// The data dir: flag, then `MAILROOM_DATA_DIR`, then the config, then `./mailroom-data`.
+pub(crate) fn data_dir(cli: &Cli, raw: &RawConfig) -> PathBuf {
+    if let Some(dir) = &cli.data_dir {
+        return dir.clone();
+    }
+    if let Some(dir) = std::env::var_os("MAILROOM_DATA_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = &raw.data_dir {
+        return dir.clone();
+    }
+    PathBuf::from("./mailroom-data")
+}
+
+/// The store URL: flag, then config, then the embedded default.
+pub(crate) fn store_url(cli: &Cli, raw: &RawConfig) -> anyhow::Result<String> {
+    let url = cli
+        .store
+        .clone()
+        .or_else(|| raw.store.clone())
+        .unwrap_or_else(|| "maildir:".to_string());
+    if url == "maildir:" || url.starts_with("maildir:") {
+        return Ok(url);
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!("the PostgreSQL store is not available in this build yet");
+    }
+    bail!("unknown store {url:?}: expected maildir: or postgres://…")
+}
+
+/// Fails clearly when a command that does not create the data dir finds none.
+pub(crate) fn require_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        bail!(
+            "data dir {} does not exist (run `mailroom serve` or `mailroom user add` first)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Typed settings for `serve`.
+pub(crate) struct Settings {
+    pub server: ServerConfig,
+    pub listen: Vec<(mailroom_server::ListenerKind, SocketAddr)>,
+    pub run_as: Option<String>,
+    /// Certificate and key paths from the config (`None`: the data dir's
+    /// generated pair).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Merges flags over the file and validates everything once.
+    pub(crate) fn resolve(raw: RawConfig, args: &ServeArgs) -> anyhow::Result<Settings> {
+        use mailroom_server::ListenerKind as K;
+        let mut server = ServerConfig::default();
+        let hostname = args
+            .hostname
+            .clone()
+            .or(raw.hostname)
+            .unwrap_or_else(|| "localhost".to_string());
+        Domain::parse(&hostname, false).with_context(|| format!("hostname {hostname:?}"))?;
+        server.hostname = hostname.to_lowercase();
+        let mut domains = BTreeSet::new();
+        for name in raw
+            .domains
+            .unwrap_or_default()
+            .iter()
+            .chain(args.domains.iter())
+        {
+            domains.insert(Domain::parse(name, true).with_context(|| format!("domain {name:?}"))?);
+        }
+        server.local_domains = domains;
+        server.postmaster = raw.postmaster.map(|p| p.to_lowercase());
+        if let Some(nets) = raw.trusted_networks {
+            server.trusted_networks = nets;
+        }
+        if let Some(nets) = raw.plaintext_auth_networks {
+            server.plaintext_auth_networks = nets;
+        }
+        let smtp = raw.smtp.unwrap_or_default();
+        if let Some(v) = smtp.max_message_size {
+            server.max_message_size = v;
+        }
+        if let Some(v) = smtp.max_recipients {
+            if v < 100 {
+                bail!("smtp.max_recipients: RFC 5321 §4.5.3.1.8 requires at least 100");
+            }
+            server.max_recipients = v;
+        }
+        if let Some(v) = smtp.max_errors {
+            server.max_errors = v;
+        }
+        if let Some(v) = smtp.max_hops {
+            server.max_hops = v;
+        }
+        if let Some(v) = smtp.vrfy {
+            server.vrfy = v;
+        }
+        if let Some(v) = smtp.expn {
+            server.expn = v;
+        }
+        if let Some(v) = smtp.command_timeout {
+            server.command_timeout = Duration::from_secs(v.max(1));
+        }
+        if let Some(v) = smtp.data_timeout {
+            server.data_timeout = Duration::from_secs(v.max(1));
+        }
+        let pop3 = raw.pop3.unwrap_or_default();
+        if let Some(v) = pop3.timeout {
+            server.pop3_timeout = Duration::from_secs(v.max(1));
+        }
+        if let Some(v) = pop3.login_failure_delay {
+            if !(0.0..=60.0).contains(&v) {
+                bail!("pop3.login_failure_delay: between 0 and 60 seconds");
+            }
+            server.login_failure_delay = Duration::from_secs_f64(v);
+        }
+        let limits = raw.limits.unwrap_or_default();
+        if let Some(v) = limits.max_connections {
+            server.max_connections = v.max(1);
+        }
+        if let Some(v) = limits.max_connections_per_ip {
+            server.max_connections_per_ip = v.max(1);
+        }
+
+        let file = raw.listen.unwrap_or_default();
+        let mut listen = Vec::new();
+        let table = [
+            (K::Smtp, &args.smtp, &file.smtp, "127.0.0.1:2525"),
+            (
+                K::Submission,
+                &args.submission,
+                &file.submission,
+                "127.0.0.1:2587",
+            ),
+            (K::Smtps, &args.smtps, &file.smtps, "127.0.0.1:2465"),
+            (K::Pop3, &args.pop3, &file.pop3, "127.0.0.1:1100"),
+            (K::Pop3s, &args.pop3s, &file.pop3s, "127.0.0.1:1995"),
+        ];
+        for (kind, flag, from_file, default) in table {
+            let value = flag
+                .clone()
+                .or_else(|| from_file.clone())
+                .unwrap_or_else(|| default.to_string());
+            if value.eq_ignore_ascii_case("off") {
+                continue;
+            }
+            let addr: SocketAddr = value
+                .parse()
+                .with_context(|| format!("listen.{}: {value:?} is not an address like 127.0.0.1:25 or [::1]:25 (or `off`)", kind.name()))?;
+            listen.push((kind, addr));
+        }
+        let tls = raw.tls.unwrap_or_default();
+        if tls.cert.is_some() != tls.key.is_some() {
+            bail!("tls.cert and tls.key go together: set both or neither");
+        }
+        Ok(Settings {
+            server,
+            listen,
+            run_as: raw.run_as,
+            tls_cert: tls.cert,
+            tls_key: tls.key,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["mailroom", "serve"];
+        argv.extend_from_slice(extra);
+        match Cli::parse_from(argv).command {
+            crate::cli::Command::Serve(args) => args,
+            crate::cli::Command::User(_) => unreachable!("parsed serve"),
+        }
+    }
+
+    #[test]
+    fn example_config_parses_and_resolves() {
+        let raw: RawConfig = match toml::from_str(include_str!("../../../mailroom.example.toml")) {
+            Ok(raw) => raw,
+            Err(err) => panic!("example config: {err}"),
+        };
+        let settings = Settings::resolve(raw, &serve_args(&[])).map_err(|e| e.to_string());
+        let settings = match settings {
+            Ok(s) => s,
+            Err(err) => panic!("{err}"),
+        };
+        assert_eq!(settings.listen.len(), 5);
+        assert_eq!(settings.server.max_message_size, 25 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_listeners_are_errors() {
+        assert!(toml::from_str::<RawConfig>("hostnme = \"x\"").is_err());
+        assert!(toml::from_str::<RawConfig>("[smtp]\nvrfyy = true").is_err());
+        let raw: RawConfig = toml::from_str("[listen]\nsmtp = \"nonsense\"").unwrap_or_default();
+        assert!(Settings::resolve(raw, &serve_args(&[])).is_err());
+    }
+
+    #[test]
+    fn flags_override_the_file_and_off_disables() {
+        let raw: RawConfig =
+            toml::from_str("hostname = \"file.example\"\n[listen]\nsmtp = \"127.0.0.1:25\"")
+                .unwrap_or_default();
+        let args = serve_args(&[
+            "--hostname",
+            "Flag.Example",
+            "--smtp",
+            "127.0.0.1:0",
+            "--pop3",
+            "off",
+            "--domain",
+            "Example.TEST",
+        ]);
+        let settings = match Settings::resolve(raw, &args) {
+            Ok(s) => s,
+            Err(err) => panic!("{err}"),
+        };
+        assert_eq!(settings.server.hostname, "flag.example");
+        assert!(
+            settings
+                .listen
+                .iter()
+                .all(|(k, _)| *k != mailroom_server::ListenerKind::Pop3)
+        );
+        let smtp = settings
+            .listen
+            .iter()
+            .find(|(k, _)| *k == mailroom_server::ListenerKind::Smtp);
+        assert_eq!(smtp.map(|(_, a)| a.port()), Some(0));
+        assert!(
+            settings
+                .server
+                .local_domains
+                .iter()
+                .any(|d| d.as_str() == "example.test")
+        );
+    }
+}

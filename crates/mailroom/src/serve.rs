@@ -1,0 +1,210 @@
+//! `mailroom serve`: binds every listener, then runs the inbound agent until
+//! SIGTERM or SIGINT, and stops gracefully (nothing accepted is lost).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mailroom_server::tls::TlsHandle;
+use mailroom_server::{Context, Listener, Shutdown};
+use mailroom_store_maildir::MaildirStore;
+
+use crate::cli::{Cli, ServeArgs};
+use crate::config::{self, Settings};
+
+/// How long a graceful stop waits for sessions before giving up on them.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
+    let raw = config::load_raw(cli)?;
+    let data_dir = config::data_dir(cli, &raw);
+    config::store_url(cli, &raw)?;
+    let settings = Settings::resolve(raw, args)?;
+    init_logging(cli.log_format.as_deref())?;
+    // Two crypto providers may be linked; name ours before any TLS use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if !args.relay_map.is_empty() || args.dns.is_some() {
+        tracing::warn!(
+            "--relay-map and --dns take effect with the outbound queue, which this build does not have yet"
+        );
+    }
+    create_data_dir(&data_dir)?;
+    raise_file_limit();
+    if rustix::process::geteuid().is_root() && settings.run_as.is_none() {
+        tracing::warn!(
+            "running as root with no run_as user configured; consider run_as = \"mailroom\""
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(settings, &data_dir))
+}
+
+async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
+    let tls = Arc::new(load_tls(&settings, data_dir)?);
+    let store = Arc::new(
+        MaildirStore::open(data_dir, &settings.server.hostname)
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?,
+    );
+    let mut listeners = Vec::new();
+    let mut bound = Vec::new();
+    for (kind, addr) in &settings.listen {
+        let socket = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {} on {addr}", kind.name()))?;
+        let local = socket
+            .local_addr()
+            .with_context(|| format!("address of {} listener", kind.name()))?;
+        bound.push((*kind, local));
+        listeners.push(Listener {
+            kind: *kind,
+            socket,
+        });
+    }
+    // INTERFACE.md: one plain line per listener, whatever the log format, then `ready`.
+    for (kind, addr) in &bound {
+        eprintln!("listening {} {addr}", kind.name());
+    }
+    eprintln!("ready");
+    tracing::info!(hostname = %settings.server.hostname, data_dir = %data_dir.display(), "mailroom started");
+
+    let ctx = Context::new(
+        settings.server,
+        store.clone(),
+        store,
+        Some(tls.clone()),
+        None,
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let (shutdown, trigger) = Shutdown::new();
+    let server = tokio::spawn(mailroom_server::run(ctx, listeners, shutdown));
+    wait_for_stop_signal(&tls).await?;
+    tracing::info!("stopping: no new connections; finishing sessions");
+    if tokio::time::timeout(DRAIN_LIMIT, trigger.shutdown_and_drain())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some sessions did not finish in time");
+    }
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT; SIGHUP meanwhile reloads the certificate
+/// (sessions already in TLS keep theirs, the next handshake gets the new one).
+async fn wait_for_stop_signal(tls: &TlsHandle) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                Err(err) => tracing::error!(error = %err, "SIGHUP: certificate not reloaded; keeping the old one"),
+            },
+        }
+    }
+}
+
+/// The configured certificate, or the data dir's self-signed one, made on
+/// first start for the hostname.
+fn load_tls(settings: &Settings, data_dir: &Path) -> anyhow::Result<TlsHandle> {
+    let (cert, key) = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ => {
+            let dir = data_dir.join("tls");
+            let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+            if !cert.exists() || !key.exists() {
+                generate_self_signed(&settings.server.hostname, &dir, &cert, &key)?;
+                tracing::info!(cert = %cert.display(), "generated a self-signed certificate");
+            }
+            (cert, key)
+        }
+    };
+    TlsHandle::load(&cert, &key).context("loading the TLS certificate")
+}
+
+fn generate_self_signed(hostname: &str, dir: &Path, cert: &Path, key: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let names = vec![hostname.to_string()];
+    let certified = rcgen::generate_simple_self_signed(names)
+        .context("generating a self-signed certificate")?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let write = |path: &Path, text: String, mode: u32| -> anyhow::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        Ok(())
+    };
+    write(key, certified.signing_key.serialize_pem(), 0o600)?;
+    write(cert, certified.cert.pem(), 0o644)?;
+    Ok(())
+}
+
+/// Creates the data dir (mode 0700: it holds password hashes and mail).
+pub(crate) fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
+    }
+    // Fail at start, not at the first message, when the dir is not writable.
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("data dir {} is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Each connection is a file descriptor: use all the process may have.
+fn raise_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(err) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %err, "could not raise the open-file limit");
+        }
+    }
+}
+
+fn init_logging(format: Option<&str>) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MAILROOM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match format.unwrap_or("text") {
+        "text" => builder.init(),
+        "json" => builder.json().init(),
+        other => {
+            return Err(
+                crate::UsageError(format!("--log-format {other:?}: expected text or json")).into(),
+            );
+        }
+    }
+    Ok(())
+}

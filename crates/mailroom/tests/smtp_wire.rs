@@ -1,0 +1,418 @@
+//! Raw SMTP conversations with `mailroom serve` over TcpStream, checking the
+//! exact reply codes RFC 5321 and its extensions require.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Env, ServerOptions, Smtp, assert_same_bytes, crlf, simple_message};
+
+const FROM: &str = "sender@remote.test";
+const ALICE: &str = "alice@example.test";
+
+#[test]
+fn greeting_is_220_and_quit_is_221() {
+    let env = Env::start("greeting");
+    let mut smtp = Smtp::connect(env.smtp());
+    let greeting = smtp.read_reply();
+    assert_eq!(greeting.code, 220, "greeting: {greeting}");
+    assert_eq!(
+        greeting.lines.len(),
+        1,
+        "greeting should be one `220 ` line: {greeting}"
+    );
+    assert!(
+        greeting.lines[0].starts_with(common::HOSTNAME),
+        "RFC 5321 §4.3.1: the greeting names the server ({}): {greeting}",
+        common::HOSTNAME
+    );
+    smtp.quit();
+    assert!(
+        smtp.is_closed(Duration::from_secs(5)),
+        "connection stays open after 221"
+    );
+}
+
+#[test]
+fn ehlo_lists_extensions() {
+    let env = Env::start("ehlo");
+    let mut smtp = env.connect();
+    let keywords = smtp.ehlo("client.remote.test");
+    for ext in [
+        "PIPELINING",
+        "SIZE",
+        "8BITMIME",
+        "ENHANCEDSTATUSCODES",
+        "SMTPUTF8",
+        "CHUNKING",
+    ] {
+        assert!(
+            keywords.iter().any(|k| k == ext),
+            "EHLO does not list {ext}: {keywords:?}"
+        );
+    }
+    // HELO works as well, and a second EHLO resets nothing it should not.
+    smtp.ok("HELO client.remote.test", 250);
+    smtp.ok("NOOP", 250);
+    smtp.ok("RSET", 250);
+    smtp.quit();
+}
+
+#[test]
+fn pipelined_mail_rcpt_data_in_one_write() {
+    let env = Env::start("pipelining");
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    smtp.send(format!("MAIL FROM:<{FROM}>\r\nRCPT TO:<{ALICE}>\r\nDATA\r\n").as_bytes());
+    smtp.read_reply().expect(250, "", "pipelined MAIL");
+    smtp.read_reply().expect(250, "", "pipelined RCPT");
+    smtp.read_reply().expect(354, "", "pipelined DATA");
+    let message = simple_message("pipelined", "one write for the envelope");
+    // Body, end of data and the next command in one write too.
+    let mut tail = common::dot_stuff(&message);
+    tail.extend_from_slice(b"NOOP\r\n");
+    smtp.send(&tail);
+    smtp.read_reply().expect(250, "", "end of data");
+    smtp.read_reply().expect(250, "", "NOOP after end of data");
+    smtp.quit();
+    let stored = env.messages("alice");
+    assert_eq!(stored.len(), 1);
+    assert_same_bytes(stored[0].body(), &message, "pipelined message");
+}
+
+#[test]
+fn eight_bit_body_with_8bitmime() {
+    let env = Env::start("8bitmime");
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    smtp.ok(&format!("MAIL FROM:<{FROM}> BODY=8BITMIME"), 250);
+    smtp.ok(&format!("RCPT TO:<{ALICE}>"), 250);
+    smtp.ok("DATA", 354);
+    let message = crlf(
+        "From: sender@remote.test\nTo: alice@example.test\nSubject: 8bit\n\
+         Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n\
+         Grüße aus Köln — ½ € ✓ 日本語\n",
+    );
+    smtp.send(&common::dot_stuff(&message));
+    smtp.read_reply().expect(250, "", "end of data");
+    let stored = env.messages("alice");
+    assert_eq!(stored.len(), 1);
+    assert_same_bytes(stored[0].body(), &message, "8-bit message");
+}
+
+#[test]
+fn bdat_transaction() {
+    let env = Env::start("bdat");
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    let message = simple_message(
+        "chunked",
+        "line one\n.a line starting with a dot is not stuffed in BDAT\nlast",
+    );
+    let (first, second) = message.split_at(message.len() / 2);
+    smtp.ok(&format!("MAIL FROM:<{FROM}> BODY=8BITMIME"), 250);
+    smtp.ok(&format!("RCPT TO:<{ALICE}>"), 250);
+    let mut chunk = format!("BDAT {}\r\n", first.len()).into_bytes();
+    chunk.extend_from_slice(first);
+    smtp.send(&chunk);
+    smtp.read_reply().expect(250, "", "BDAT chunk 1");
+    let mut chunk = format!("BDAT {} LAST\r\n", second.len()).into_bytes();
+    chunk.extend_from_slice(second);
+    smtp.send(&chunk);
+    smtp.read_reply().expect(250, "", "BDAT LAST");
+    smtp.ok("NOOP", 250);
+
+    // Pipelined: MAIL, RCPT and a single BDAT LAST in one write, and an
+    // empty BDAT 0 LAST closing a second message.
+    let message2 = simple_message("chunked-pipelined", "all in one write");
+    let mut all = format!(
+        "MAIL FROM:<{FROM}>\r\nRCPT TO:<{ALICE}>\r\nBDAT {}\r\n",
+        message2.len()
+    )
+    .into_bytes();
+    all.extend_from_slice(&message2);
+    all.extend_from_slice(b"BDAT 0 LAST\r\n");
+    smtp.send(&all);
+    smtp.read_reply().expect(250, "", "pipelined MAIL");
+    smtp.read_reply().expect(250, "", "pipelined RCPT");
+    smtp.read_reply().expect(250, "", "pipelined BDAT");
+    smtp.read_reply().expect(250, "", "BDAT 0 LAST");
+    smtp.quit();
+
+    let stored = env.messages("alice");
+    assert_eq!(stored.len(), 2, "two BDAT messages");
+    let bodies: Vec<&[u8]> = stored.iter().map(|m| m.body()).collect();
+    assert!(
+        bodies.contains(&message.as_slice()),
+        "BDAT message not stored byte-exact"
+    );
+    assert!(
+        bodies.contains(&message2.as_slice()),
+        "pipelined BDAT message not stored byte-exact"
+    );
+}
+
+#[test]
+fn bad_sequence_is_503_5_5_1() {
+    let env = Env::start("sequence");
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    smtp.cmd(&format!("RCPT TO:<{ALICE}>"))
+        .expect(503, "5.5.1", "RCPT before MAIL");
+    smtp.cmd("DATA").expect(503, "5.5.1", "DATA before MAIL");
+    smtp.ok(&format!("MAIL FROM:<{FROM}>"), 250);
+    smtp.cmd(&format!("MAIL FROM:<{FROM}>"))
+        .expect(503, "5.5.1", "nested MAIL");
+    smtp.cmd("DATA").expect(503, "5.5.1", "DATA without RCPT");
+    smtp.ok(&format!("RCPT TO:<{ALICE}>"), 250);
+    smtp.ok("RSET", 250);
+    smtp.cmd("DATA").expect(503, "5.5.1", "DATA after RSET");
+    smtp.quit();
+    assert!(env.messages("alice").is_empty());
+}
+
+#[test]
+fn bdat_without_mail_is_503_and_its_chunk_is_discarded() {
+    let env = Env::start("bdat-seq");
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    // The chunk's octets follow the command whatever the reply; the server
+    // must skip them, or they would run as commands (a smuggling vector).
+    let mut bytes = b"BDAT 16 LAST\r\n".to_vec();
+    bytes.extend_from_slice(b"RSET\r\nQUIT\r\n\r\n\r\n");
+    bytes.extend_from_slice(b"NOOP\r\n");
+    smtp.send(&bytes);
+    smtp.read_reply().expect(503, "5.5.1", "BDAT before MAIL");
+    let r = smtp.read_reply();
+    assert_eq!(
+        r.code, 250,
+        "the reply after the chunk must be NOOP's (chunk skipped): {r}"
+    );
+    smtp.quit();
+}
+
+#[test]
+fn unknown_command_is_500_5_5_2() {
+    let env = Env::start("unknown-cmd");
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    smtp.cmd("FOO bar").expect(500, "5.5.2", "unknown command");
+    smtp.cmd("XYZZY").expect(500, "5.5.2", "unknown command");
+    smtp.ok("NOOP", 250);
+    smtp.quit();
+}
+
+#[test]
+fn obsolete_commands_are_502() {
+    let env = Env::start("obsolete");
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    for cmd in [
+        format!("SEND FROM:<{FROM}>"),
+        format!("SOML FROM:<{FROM}>"),
+        format!("SAML FROM:<{FROM}>"),
+        "TURN".to_string(),
+    ] {
+        let r = smtp.cmd(&cmd);
+        assert_eq!(r.code, 502, "{cmd} → {r}");
+    }
+    smtp.ok("NOOP", 250);
+    smtp.quit();
+}
+
+#[test]
+fn overlong_command_line_is_500_5_5_6_and_session_continues() {
+    let env = Env::start("longline");
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    // 600 octets including CRLF, over RFC 5321 §4.5.3.1.4's 512.
+    let mut line = String::from("NOOP ");
+    line.push_str(&"x".repeat(600 - 2 - line.len()));
+    assert_eq!(line.len() + 2, 600);
+    smtp.cmd(&line)
+        .expect(500, "5.5.6", "600-octet command line");
+    smtp.ok("NOOP", 250);
+    // The whole transaction still works after it.
+    let message = simple_message("after-long-line", "still in sync");
+    let r = smtp.send_mail(FROM, &[ALICE], &message);
+    r.expect(250, "", "message after long line");
+    smtp.quit();
+    assert_eq!(env.messages("alice").len(), 1);
+}
+
+#[test]
+fn vrfy_252_and_expn_502_by_default() {
+    let env = Env::start("vrfy");
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    let r = smtp.cmd("VRFY alice");
+    assert_eq!(r.code, 252, "VRFY alice → {r}");
+    let r = smtp.cmd("VRFY nosuchuser");
+    assert_eq!(r.code, 252, "VRFY must not tell unknown users apart → {r}");
+    let r = smtp.cmd("EXPN staff");
+    assert_eq!(r.code, 502, "EXPN → {r}");
+    smtp.quit();
+}
+
+#[test]
+fn too_big_message_is_552_5_3_4() {
+    let env = Env::with(
+        "toobig",
+        ServerOptions::default().config("[smtp]\nmax_message_size = 2000\n"),
+    );
+    let mut smtp = env.connect();
+    let keywords = smtp.ehlo("client.remote.test");
+    let r = smtp.cmd("EHLO client.remote.test");
+    assert!(
+        r.lines.iter().any(|l| l.eq_ignore_ascii_case("SIZE 2000")),
+        "EHLO should advertise SIZE 2000 ({keywords:?}): {r}"
+    );
+    // Declared too big: refused at MAIL (RFC 1870 §6.1).
+    smtp.cmd(&format!("MAIL FROM:<{FROM}> SIZE=5000")).expect(
+        552,
+        "5.3.4",
+        "MAIL with SIZE over the limit",
+    );
+    // Undeclared and too big: refused after the data, session in sync.
+    smtp.ok(&format!("MAIL FROM:<{FROM}>"), 250);
+    smtp.ok(&format!("RCPT TO:<{ALICE}>"), 250);
+    smtp.ok("DATA", 354);
+    let big = simple_message("too-big", &"0123456789abcdef\n".repeat(300));
+    smtp.send(&common::dot_stuff(&big));
+    smtp.read_reply()
+        .expect(552, "5.3.4", "end of data over the limit");
+    // Too big through BDAT as well.
+    smtp.ok(&format!("MAIL FROM:<{FROM}>"), 250);
+    smtp.ok(&format!("RCPT TO:<{ALICE}>"), 250);
+    let mut chunk = format!("BDAT {} LAST\r\n", big.len()).into_bytes();
+    chunk.extend_from_slice(&big);
+    smtp.send(&chunk);
+    smtp.read_reply()
+        .expect(552, "5.3.4", "BDAT over the limit");
+    // A small one still goes through on the same connection.
+    let small = simple_message("small", "fits");
+    smtp.send_mail(FROM, &[ALICE], &small)
+        .expect(250, "", "small message");
+    smtp.quit();
+    let stored = env.messages("alice");
+    assert_eq!(stored.len(), 1, "only the small message is stored");
+    assert_same_bytes(stored[0].body(), &small, "small message");
+}
+
+#[test]
+fn mail_loop_with_101_received_is_554_5_4_6() {
+    let env = Env::start("loop");
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    let received = |n: usize| -> String {
+        (0..n)
+            .map(|i| {
+                format!("Received: from hop{i}.remote.test by hop{}.remote.test; Thu, 27 Nov 2025 12:00:00 +0000\n", i + 1)
+            })
+            .collect()
+    };
+    let looping = crlf(&format!(
+        "{}From: sender@remote.test\nSubject: loop\n\nround and round\n",
+        received(101)
+    ));
+    smtp.ok(&format!("MAIL FROM:<{FROM}>"), 250);
+    smtp.ok(&format!("RCPT TO:<{ALICE}>"), 250);
+    smtp.ok("DATA", 354);
+    smtp.send(&common::dot_stuff(&looping));
+    smtp.read_reply()
+        .expect(554, "5.4.6", "101 Received: headers");
+    // A message with a few hops is fine.
+    let fine = crlf(&format!(
+        "{}From: sender@remote.test\nSubject: hops\n\nthree hops\n",
+        received(3)
+    ));
+    smtp.send_mail(FROM, &[ALICE], &fine)
+        .expect(250, "", "3 Received: headers");
+    smtp.quit();
+    let stored = env.messages("alice");
+    assert_eq!(stored.len(), 1);
+    assert_same_bytes(stored[0].body(), &fine, "message with 3 hops");
+}
+
+#[test]
+fn command_timeout_closes_with_421() {
+    let env = Env::with(
+        "cmd-timeout",
+        ServerOptions::default().config("[smtp]\ncommand_timeout = 2\ndata_timeout = 2\n"),
+    );
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    let start = Instant::now();
+    // Say nothing: the server must give up on us with 421 and close.
+    let r = smtp.try_read_reply().expect("read after idling");
+    let elapsed = start.elapsed();
+    let r = r.expect("a 421 reply before the close");
+    assert_eq!(r.code, 421, "idle client: {r}");
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(12),
+        "command_timeout = 2 but the server waited {elapsed:?}"
+    );
+    assert!(
+        smtp.is_closed(Duration::from_secs(5)),
+        "connection open after 421"
+    );
+
+    // Stalling inside DATA hits data_timeout the same way.
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    smtp.ok(&format!("MAIL FROM:<{FROM}>"), 250);
+    smtp.ok(&format!("RCPT TO:<{ALICE}>"), 250);
+    smtp.ok("DATA", 354);
+    smtp.send(b"Subject: stalled\r\n\r\nhalf a mess");
+    let r = smtp.try_read_reply().expect("read after stalling in DATA");
+    let r = r.expect("a 421 reply before the close");
+    assert_eq!(r.code, 421, "stalled DATA: {r}");
+    assert!(
+        env.messages("alice").is_empty(),
+        "a stalled message must not be delivered"
+    );
+}
+
+#[test]
+fn connection_limit_per_ip() {
+    let env = Env::with(
+        "conn-limit",
+        ServerOptions::default()
+            .config("[limits]\nmax_connections = 50\nmax_connections_per_ip = 2\n"),
+    );
+    let mut first = env.connect();
+    let mut second = env.connect();
+    let mut third = Smtp::connect(env.smtp());
+    match third.try_read_reply() {
+        Ok(Some(r)) => assert_eq!(r.code, 421, "third connection from one IP: {r}"),
+        Ok(None) => {} // closed without a greeting: also a refusal
+        Err(e) => panic!("third connection got neither 421 nor a close: {e}"),
+    }
+    first.quit();
+    second.ok("NOOP", 250);
+    // A slot is free again once the first one is gone.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut fourth = env.connect();
+    fourth.quit();
+    second.quit();
+}
+
+#[test]
+fn sigterm_exits_zero() {
+    let mut env = Env::start("sigterm");
+    // An idle session must not hold up shutdown forever.
+    let mut idle = env.connect();
+    idle.ehlo("client.remote.test");
+    let status = env.server.terminate(Duration::from_secs(20));
+    match status {
+        Some(status) => assert!(status.success(), "SIGTERM → exit status {status}"),
+        None => panic!("server did not exit within 20 s of SIGTERM"),
+    }
+    // The idle client is told (421) or simply closed.
+    match idle.try_read_reply() {
+        Ok(Some(r)) => assert_eq!(r.code, 421, "idle session at shutdown: {r}"),
+        Ok(None) => {}
+        Err(e) => panic!("idle session left hanging after shutdown: {e}"),
+    }
+}

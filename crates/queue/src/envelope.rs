@@ -1,0 +1,1 @@
+//! The envelope file format (being written).

@@ -1,0 +1,59 @@
+//! Socket helpers shared by the SMTP and POP3 drivers.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Size of the transient read buffer. It is allocated only while bytes are
+/// ready, so an idle connection holds no read buffer at all.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+
+/// The outcome of waiting for client bytes.
+pub(crate) enum Input {
+    /// Bytes arrived.
+    Data(Vec<u8>),
+    /// The client closed the connection.
+    Closed,
+    /// Nothing arrived within the timeout.
+    TimedOut,
+}
+
+/// Waits up to `timeout` for bytes from `stream`.
+pub(crate) async fn read_some(stream: &TcpStream, timeout: Duration) -> io::Result<Input> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.readable()).await {
+            Err(_) => return Ok(Input::TimedOut),
+            Ok(ready) => ready?,
+        }
+        let mut buf = vec![0u8; READ_CHUNK];
+        match stream.try_read(&mut buf) {
+            Ok(0) => return Ok(Input::Closed),
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Input::Data(buf));
+            }
+            // A spurious readiness: wait again.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes all of `bytes`, failing if the client does not take them within
+/// `timeout` (a client that never reads must not pin the session forever).
+pub(crate) async fn write_all(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    match tokio::time::timeout(timeout, stream.write_all(bytes)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client did not read",
+        )),
+    }
+}

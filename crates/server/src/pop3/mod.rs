@@ -1,0 +1,280 @@
+//! The POP3 driver: accepts connections, runs one [`ServerSession`] per
+//! connection, checks credentials, holds the maildrop lock for the session
+//! and streams messages. Deletions reach the store only in the UPDATE state,
+//! after QUIT (RFC 1939 §6); a dropped connection deletes nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mailroom_pop3_proto::{
+    ByteStuffer, Credential, Event, LoginFailure, MessageEntry, ServerConfig as SessionConfig,
+    ServerSession, TopFilter,
+};
+use mailroom_store::{Maildrop, StoreError};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+use crate::auth::{self, Proof, Verdict};
+use crate::config::ListenerKind;
+use crate::io::{Input, write_all};
+use crate::limits::ConnectionSlot;
+use crate::sasl;
+use crate::stream::Stream;
+use crate::{Context, Shutdown, ids};
+
+/// Accepts POP3 connections on `listener` until `shutdown` fires.
+pub async fn serve(
+    ctx: Arc<Context>,
+    listener: TcpListener,
+    kind: ListenerKind,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.triggered() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let Some(slot) = ctx.limits.acquire(peer.ip()) else {
+                    tracing::warn!(%peer, service = kind.name(), "connection limit reached");
+                    tokio::spawn(async move {
+                        let mut stream = stream;
+                        let _ = write_all(
+                            &mut stream,
+                            b"-ERR [SYS/TEMP] too many connections\r\n",
+                            Duration::from_secs(5),
+                        )
+                        .await;
+                    });
+                    continue;
+                };
+                let ctx = ctx.clone();
+                let shutdown = shutdown.clone();
+                let span = tracing::info_span!("pop3", session = %ids::new_id(), %peer, service = kind.name());
+                tokio::spawn(
+                    async move {
+                        if let Err(err) = session(ctx, stream, peer, kind, shutdown, slot).await {
+                            tracing::debug!(error = %err, "connection ended");
+                        }
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+static GREETING_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// RFC 1939 §7: a timestamp unique to this greeting, `<pid.counter.clock@host>`.
+fn greeting_timestamp(hostname: &str) -> String {
+    let clock = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    let count = GREETING_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("<{}.{}.{}@{}>", std::process::id(), count, clock, hostname)
+}
+
+async fn session(
+    ctx: Arc<Context>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    mut shutdown: Shutdown,
+    _slot: ConnectionSlot,
+) -> std::io::Result<()> {
+    let io_timeout = ctx.config.pop3_timeout;
+    let mut stream = Stream::Plain(stream);
+    if kind == ListenerKind::Pop3s {
+        let Some(tls) = &ctx.tls else { return Ok(()) };
+        stream
+            .upgrade(tls.acceptor(), ctx.config.command_timeout)
+            .await?;
+    }
+    let timestamp = greeting_timestamp(&ctx.config.hostname);
+    let config = SessionConfig {
+        greeting_timestamp: timestamp.clone(),
+        plaintext_login_allowed: ctx.config.plaintext_auth_allowed(peer.ip()),
+        stls: ctx.tls.is_some() && kind == ListenerKind::Pop3,
+        tls_active: kind == ListenerKind::Pop3s,
+        ..SessionConfig::default()
+    };
+    let mut session = ServerSession::new(config);
+    // The open maildrop holds the lock; dropping it releases the lock and
+    // deletes nothing (a dropped connection never reaches UPDATE).
+    let mut maildrop: Option<Box<dyn Maildrop>> = None;
+    loop {
+        let mut start_tls = false;
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::Login { user, credential } => {
+                    let proof = match credential {
+                        Credential::Password(password) => {
+                            Proof::Sasl(sasl::Credential::Password(password))
+                        }
+                        Credential::Apop { digest } => Proof::Apop {
+                            timestamp: timestamp.clone(),
+                            digest,
+                        },
+                    };
+                    match login(&ctx, peer, &user, proof).await {
+                        Ok(drop) => {
+                            let listing = drop
+                                .messages()
+                                .iter()
+                                .map(|m| MessageEntry {
+                                    uid: m.uid.clone(),
+                                    size: m.size,
+                                })
+                                .collect();
+                            tracing::info!(user = %user.to_lowercase(), messages = drop.messages().len(), "login");
+                            maildrop = Some(drop);
+                            session.login_succeeded(listing);
+                        }
+                        Err(why) => session.login_failed(why),
+                    }
+                }
+                Event::Retrieve { index, top_lines } => {
+                    let Some(drop) = maildrop.as_ref() else {
+                        session.retrieve_failed();
+                        continue;
+                    };
+                    match drop.open(index).await {
+                        Ok(reader) => {
+                            session.retrieve_ok();
+                            let head = session.take_output();
+                            stream.write_all(&head, io_timeout).await?;
+                            send_message(&mut stream, reader, top_lines, io_timeout).await?;
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, index, "message unreadable");
+                            session.retrieve_failed();
+                        }
+                    }
+                }
+                Event::Quit { deletions } => {
+                    let ok = match maildrop.take() {
+                        Some(drop) => match drop.commit(&deletions).await {
+                            Ok(()) => {
+                                tracing::info!(deleted = deletions.len(), "update");
+                                true
+                            }
+                            Err(err) => {
+                                tracing::error!(error = %err, "deletions not committed");
+                                false
+                            }
+                        },
+                        None => deletions.is_empty(),
+                    };
+                    session.update_finished(ok);
+                }
+                Event::StartTls => {
+                    start_tls = true;
+                    break;
+                }
+            }
+        }
+        let out = session.take_output();
+        if !out.is_empty() {
+            stream.write_all(&out, io_timeout).await?;
+        }
+        if start_tls {
+            let Some(tls) = &ctx.tls else { break };
+            // RFC 2595 §4: the session dropped any input pipelined after STLS.
+            if let Err(err) = stream
+                .upgrade(tls.acceptor(), ctx.config.command_timeout)
+                .await
+            {
+                tracing::info!(error = %err, "TLS handshake failed");
+                break;
+            }
+            session.tls_established();
+            continue;
+        }
+        if session.is_closed() {
+            break;
+        }
+        let input = tokio::select! {
+            input = stream.read_some(io_timeout) => input?,
+            _ = shutdown.triggered() => {
+                // RFC 1939 has no shutdown reply code; closing without UPDATE
+                // deletes nothing.
+                session.shutdown();
+                let out = session.take_output();
+                let _ = stream.write_all(&out, Duration::from_secs(5)).await;
+                break;
+            }
+        };
+        match input {
+            Input::Data(bytes) => session.handle_input(&bytes),
+            Input::Closed => break,
+            Input::TimedOut => session.timed_out(),
+        }
+    }
+    Ok(())
+}
+
+/// Streams one message, byte-stuffed (RFC 1939 §3), with the terminating
+/// ".CRLF"; for TOP only the header and the first `top_lines` body lines.
+async fn send_message(
+    stream: &mut Stream,
+    mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    top_lines: Option<u64>,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let mut stuffer = ByteStuffer::new();
+    let mut top = top_lines.map(TopFilter::new);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(66 * 1024);
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        let chunk = match top.as_mut() {
+            Some(filter) => filter.push(&buf[..n]),
+            None => &buf[..n],
+        };
+        stuffer.push(chunk, &mut out);
+        if out.len() >= 32 * 1024 {
+            stream.write_all(&out, timeout).await?;
+            out.clear();
+        }
+        if top.as_ref().is_some_and(|f| f.done()) {
+            break;
+        }
+    }
+    stuffer.finish(&mut out);
+    stream.write_all(&out, timeout).await
+}
+
+async fn login(
+    ctx: &Context,
+    peer: SocketAddr,
+    user: &str,
+    proof: Proof,
+) -> Result<Box<dyn Maildrop>, LoginFailure> {
+    let name = match auth::verify(ctx, peer.ip(), user, proof).await {
+        Verdict::Accepted(name) => name,
+        Verdict::Rejected | Verdict::Blocked => return Err(LoginFailure::BadCredentials),
+        Verdict::Unavailable => return Err(LoginFailure::TemporaryFailure),
+    };
+    match ctx.store.open_maildrop(&name).await {
+        Ok(drop) => Ok(drop),
+        Err(StoreError::Locked) => Err(LoginFailure::InUse),
+        Err(err) => {
+            tracing::error!(error = %err, "maildrop could not be opened");
+            Err(LoginFailure::TemporaryFailure)
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! The SMTP driver: accepts connections, runs one [`ServerSession`] per
+//! connection, and answers the decisions it asks for (recipient routing,
+//! durable delivery). It makes no protocol decisions of its own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mailroom_smtp_proto::{
+    BodyType, Envelope, Event, ForwardPath, Notify, RcptParams, Reply, Ret,
+    ServerConfig as SessionConfig, ServerSession, Timeout, codes, message,
+};
+use mailroom_store::{IncomingMessage, QueueEntry, QueuedRecipient, RecipientState};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+use crate::auth::{self, Proof, Verdict};
+use crate::config::ListenerKind;
+use crate::io::{Input, write_all};
+use crate::limits::ConnectionSlot;
+use crate::router::{Route, Router, store_reply, verify};
+use crate::sasl::{self, Exchange, Step};
+use crate::stream::Stream;
+use crate::{Context, Shutdown, ids, time, trace};
+
+/// Accepts SMTP connections on `listener` until `shutdown` fires.
+pub async fn serve(
+    ctx: Arc<Context>,
+    listener: TcpListener,
+    kind: ListenerKind,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.triggered() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let Some(slot) = ctx.limits.acquire(peer.ip()) else {
+                    tracing::warn!(%peer, service = kind.name(), "connection limit reached");
+                    tokio::spawn(refuse(stream, ctx.config.hostname.clone()));
+                    continue;
+                };
+                let ctx = ctx.clone();
+                let shutdown = shutdown.clone();
+                let span = tracing::info_span!("smtp", session = %ids::new_id(), %peer, service = kind.name());
+                tokio::spawn(
+                    async move {
+                        if let Err(err) = session(ctx, stream, peer, kind, shutdown, slot).await {
+                            tracing::debug!(error = %err, "connection ended");
+                        }
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(err) => {
+                // Usually EMFILE/ENFILE: back off instead of spinning or exiting.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn refuse(mut stream: TcpStream, hostname: String) {
+    let mut out = Vec::new();
+    codes::too_many_connections(&hostname).write_to(&mut out);
+    let _ = write_all(&mut stream, &out, std::time::Duration::from_secs(5)).await;
+}
+
+/// Per-session state the driver keeps beside the protocol state machine.
+struct Driver {
+    ctx: Arc<Context>,
+    peer: SocketAddr,
+    /// Local users of the recipients accepted so far in this transaction.
+    targets: Vec<String>,
+    /// Remote recipients accepted so far, to be queued.
+    remote: Vec<QueuedRecipient>,
+    /// The SASL exchange in progress, if any.
+    sasl: Option<Exchange>,
+    /// Set when the session asked for STARTTLS: the driver upgrades after
+    /// flushing the 220.
+    start_tls: bool,
+}
+
+async fn session(
+    ctx: Arc<Context>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    mut shutdown: Shutdown,
+    _slot: ConnectionSlot,
+) -> std::io::Result<()> {
+    let io_timeout = ctx.config.command_timeout;
+    let mut stream = Stream::Plain(stream);
+    if kind == ListenerKind::Smtps {
+        // RFC 8314 §3: implicit TLS starts with the handshake.
+        let Some(tls) = &ctx.tls else { return Ok(()) };
+        stream.upgrade(tls.acceptor(), io_timeout).await?;
+    }
+    let config = session_config(&ctx, kind, peer);
+    let mut session = ServerSession::new(config);
+    let mut driver = Driver {
+        ctx: ctx.clone(),
+        peer,
+        targets: Vec::new(),
+        remote: Vec::new(),
+        sasl: None,
+        start_tls: false,
+    };
+    tracing::debug!("connected");
+    loop {
+        while let Some(event) = session.poll_event() {
+            driver.handle(&mut session, event).await;
+            if driver.start_tls {
+                break;
+            }
+        }
+        let out = session.take_output();
+        if !out.is_empty() {
+            stream.write_all(&out, io_timeout).await?;
+        }
+        if driver.start_tls {
+            driver.start_tls = false;
+            let Some(tls) = &ctx.tls else { break };
+            // RFC 3207 §4.2: the session already dropped anything pipelined
+            // after STARTTLS; the handshake starts on a clean stream.
+            if let Err(err) = stream.upgrade(tls.acceptor(), io_timeout).await {
+                tracing::info!(error = %err, "TLS handshake failed");
+                break;
+            }
+            tracing::debug!(
+                tls = stream.tls_description().as_deref().unwrap_or(""),
+                "STARTTLS done"
+            );
+            session.tls_established();
+            continue;
+        }
+        if session.is_closed() {
+            break;
+        }
+        // A stop request lets a message already in DATA finish; everyone else
+        // gets 421 now.
+        if shutdown.is_triggered() && !session.in_data() {
+            session.shutdown();
+            continue;
+        }
+        let timeout = match session.next_timeout() {
+            Timeout::Command => ctx.config.command_timeout,
+            Timeout::DataBlock => ctx.config.data_timeout,
+        };
+        let input = tokio::select! {
+            input = stream.read_some(timeout) => input?,
+            _ = shutdown.triggered(), if !session.in_data() => continue,
+        };
+        match input {
+            Input::Data(bytes) => session.handle_input(&bytes),
+            Input::Closed => break,
+            Input::TimedOut => {
+                tracing::info!("timeout");
+                session.timed_out();
+            }
+        }
+    }
+    tracing::debug!("disconnected");
+    Ok(())
+}
+
+fn session_config(ctx: &Context, kind: ListenerKind, peer: SocketAddr) -> SessionConfig {
+    let c = &ctx.config;
+    let tls = ctx.tls.is_some();
+    SessionConfig {
+        starttls: tls && kind != ListenerKind::Smtps,
+        tls_active: kind == ListenerKind::Smtps,
+        auth_mechanisms: sasl::MECHANISMS.iter().map(|m| m.to_string()).collect(),
+        // RFC 4954 §4 / DESIGN.md: AUTH only over TLS, except on
+        // plaintext_auth_networks (loopback by default).
+        auth_without_tls: c.plaintext_auth_allowed(peer.ip()),
+        hostname: c.hostname.clone(),
+        max_message_size: c.max_message_size,
+        max_recipients: c.max_recipients,
+        max_errors: c.max_errors,
+        vrfy: c.vrfy,
+        expn: c.expn,
+        require_auth: matches!(kind, ListenerKind::Submission | ListenerKind::Smtps),
+        ..SessionConfig::default()
+    }
+}
+
+impl Driver {
+    async fn handle(&mut self, session: &mut ServerSession, event: Event) {
+        let router = Router {
+            config: &self.ctx.config,
+            users: self.ctx.users.as_ref(),
+        };
+        match event {
+            Event::MailFrom { reverse_path, .. } => {
+                self.targets.clear();
+                self.remote.clear();
+                match session.authenticated() {
+                    Some(user)
+                        if !self
+                            .sender_allowed(&router, user, reverse_path.as_ref())
+                            .await =>
+                    {
+                        tracing::info!(user, from = %reverse_path.map(|a| a.to_string()).unwrap_or_default(), "sender not owned by the authenticated user");
+                        session.respond(codes::sender_not_owned());
+                    }
+                    _ => session.accept(),
+                }
+            }
+            Event::RcptTo { recipient } => match router.route(&recipient.path, self.may_relay(session)).await {
+                Ok(Route::Local(users, remote)) => {
+                    self.targets.extend(users);
+                    // An alias's remote members keep the original DSN
+                    // parameters of the recipient that named the alias.
+                    for address in remote {
+                        self.remote.push(queued_recipient(address.to_string(), &recipient.params));
+                    }
+                    session.accept();
+                }
+                Ok(Route::Relay(address)) => {
+                    if self.ctx.queue.is_none() {
+                        session.respond(codes::relay_denied());
+                    } else {
+                        self.remote.push(queued_recipient(address.to_string(), &recipient.params));
+                        session.accept();
+                    }
+                }
+                Err(reply) => {
+                    tracing::info!(rcpt = %display_path(&recipient.path), code = reply.code, "recipient refused");
+                    session.respond(reply);
+                }
+            },
+            Event::Vrfy { argument } => session.respond(verify(&router, &argument).await),
+            Event::Expn { argument } => session.respond(self.expand(&router, &argument).await),
+            Event::Message { envelope, data } => {
+                let reply = self.accept_message(session, envelope, data).await;
+                self.targets.clear();
+                self.remote.clear();
+                session.respond(reply);
+            }
+            Event::Auth {
+                mechanism,
+                initial_response,
+            } => {
+                let nonce = ids::new_id();
+                match Exchange::start(
+                    &mechanism,
+                    initial_response.as_deref(),
+                    &nonce,
+                    &self.ctx.config.hostname,
+                ) {
+                    Some((exchange, step)) => {
+                        self.sasl = Some(exchange);
+                        self.auth_step(session, step).await;
+                    }
+                    None => session.respond(codes::auth_mechanism_unsupported()),
+                }
+            }
+            Event::AuthResponse { line } => {
+                let step = match self.sasl.as_mut() {
+                    Some(exchange) => exchange.step(&line),
+                    None => Step::Malformed,
+                };
+                self.auth_step(session, step).await;
+            }
+            Event::StartTls => self.start_tls = true,
+            Event::Helo { .. } | Event::Quit => {}
+        }
+    }
+
+    async fn auth_step(&mut self, session: &mut ServerSession, step: Step) {
+        match step {
+            Step::Challenge(challenge) => session.auth_challenge(&challenge),
+            Step::Malformed => {
+                self.sasl = None;
+                session.respond(codes::auth_bad_base64());
+            }
+            Step::Done { user, credential } => {
+                self.sasl = None;
+                match auth::verify(&self.ctx, self.peer.ip(), &user, Proof::Sasl(credential)).await
+                {
+                    Verdict::Accepted(name) => {
+                        tracing::info!(user = %name, "authenticated");
+                        session.auth_succeeded(&name);
+                    }
+                    Verdict::Rejected | Verdict::Blocked => session.respond(codes::auth_failed()),
+                    Verdict::Unavailable => session.respond(codes::auth_temporary_failure()),
+                }
+            }
+        }
+    }
+
+    /// RFC 6409 §6.1 lets the submission server check that the sender is
+    /// the authenticated user's: a local address that routes to that user.
+    /// The null sender is allowed (bounces from the user's own tools).
+    async fn sender_allowed(
+        &self,
+        router: &Router<'_>,
+        user: &str,
+        sender: Option<&mailroom_core::Address>,
+    ) -> bool {
+        let Some(sender) = sender else { return true };
+        if !self.ctx.config.is_local_domain(sender.domain()) {
+            return false;
+        }
+        if sender.local_part().user_key() == user {
+            return true;
+        }
+        matches!(router.route_local(sender.local_part()).await, Ok(Route::Local(users, _)) if users.iter().any(|u| u == user))
+    }
+
+    async fn expand(&self, router: &Router<'_>, argument: &str) -> Reply {
+        let name = argument
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>');
+        let local = name.split('@').next().unwrap_or(name);
+        match mailroom_core::LocalPart::parse(local, true) {
+            Ok(local) => match router.route_local(&local).await {
+                Ok(Route::Local(users, remote)) => {
+                    let host = &self.ctx.config.hostname;
+                    let mut list: Vec<String> = users.iter().map(|u| format!("<{u}@{host}>")).collect();
+                    list.extend(remote.iter().map(|a| format!("<{a}>")));
+                    codes::expn_list(list)
+                }
+                Ok(Route::Relay(_)) => codes::user_unknown(),
+                Err(reply) => reply,
+            },
+            Err(_) => codes::user_unknown(),
+        }
+    }
+
+    /// May this session's recipients be in other domains?
+    fn may_relay(&self, session: &ServerSession) -> bool {
+        let ip = self.peer.ip();
+        session.authenticated().is_some() || self.ctx.config.trusted_networks.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Stores an accepted message durably: queued for its remote recipients,
+    /// delivered into its local recipients' maildrops. The reply is made
+    /// only after both returned, i.e. after fsync.
+    async fn accept_message(&self, session: &ServerSession, envelope: Envelope, data: Vec<u8>) -> Reply {
+        let config = &self.ctx.config;
+        let hops = message::received_header_count(&data);
+        if hops >= config.max_hops {
+            tracing::warn!(hops, "mail loop suspected; message refused");
+            return codes::mail_loop();
+        }
+        let id = ids::new_id();
+        let single = match envelope.recipients.as_slice() {
+            [only] => match &only.path {
+                ForwardPath::Mailbox(address) => Some(address),
+                ForwardPath::Postmaster => None,
+            },
+            _ => None,
+        };
+        let date = time::rfc5322_now();
+        let protocol = protocol_name(&envelope, session);
+        let mut received = Vec::with_capacity(300);
+        trace::received(
+            &trace::ReceivedInfo {
+                helo: &envelope.helo,
+                peer: self.peer.ip(),
+                hostname: &config.hostname,
+                protocol: &protocol,
+                id: &id,
+                single_recipient: single,
+                date: &date,
+            },
+            &mut received,
+        );
+        // RFC 6409 §8.1, §8.3: a submission server may add a missing Date
+        // and Message-ID; only for authenticated clients, whose mail it is.
+        if session.authenticated().is_some() {
+            let (needs_date, needs_id) = trace::missing_date_and_message_id(&data);
+            if needs_date {
+                received.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+            }
+            if needs_id {
+                received.extend_from_slice(format!("Message-ID: <{id}@{}>\r\n", config.hostname).as_bytes());
+            }
+        }
+        let size = data.len();
+        let body = Arc::new(data);
+        let from = envelope.reverse_path.as_ref().map(|a| a.to_string()).unwrap_or_default();
+
+        if !self.remote.is_empty() {
+            let Some(queue) = &self.ctx.queue else {
+                return codes::local_error();
+            };
+            let entry = QueueEntry {
+                id: id.clone(),
+                sender: envelope.reverse_path.as_ref().map(|a| a.to_string()),
+                created: time::unix_now(),
+                envid: envelope.mail_params.envid.clone(),
+                ret: envelope.mail_params.ret.map(|r| match r {
+                    Ret::Full => "FULL".to_string(),
+                    Ret::Headers => "HDRS".to_string(),
+                }),
+                body_8bit: envelope.mail_params.body == BodyType::EightBitMime,
+                smtputf8: envelope.mail_params.smtputf8,
+                size: (received.len() + size) as u64,
+                held: false,
+                recipients: self.remote.clone(),
+            };
+            let message = IncomingMessage { prefix: received.clone(), body: body.clone() };
+            if let Err(err) = queue.enqueue(&entry, &message).await {
+                tracing::warn!(queue_id = %id, from = %from, size, error = %err, "message not queued");
+                return store_reply(err);
+            }
+            tracing::info!(queue_id = %id, from = %from, rcpts = entry.recipients.len(), size, result = "queued", "message accepted for relay");
+            self.ctx.queue_notify.notify_one();
+        }
+
+        if !self.targets.is_empty() {
+            let mut prefix = Vec::with_capacity(received.len() + 80);
+            trace::return_path(envelope.reverse_path.as_ref(), &mut prefix);
+            prefix.extend_from_slice(&received);
+            let message = IncomingMessage { prefix, body };
+            let mut users = self.targets.clone();
+            users.sort();
+            users.dedup();
+            if let Err(err) = self.ctx.store.deliver(&users, &message).await {
+                tracing::warn!(queue_id = %id, from = %from, size, error = %err, "message not delivered");
+                return store_reply(err);
+            }
+            tracing::info!(queue_id = %id, from = %from, users = users.len(), size, result = "delivered", "message accepted");
+        }
+        codes::message_accepted(&id)
+    }
+}
+
+/// The queue's record of one RCPT, keeping its DSN parameters (RFC 3461).
+fn queued_recipient(address: String, params: &RcptParams) -> QueuedRecipient {
+    QueuedRecipient {
+        address,
+        orcpt: params.orcpt.clone(),
+        notify: params.notify.as_ref().map(|list| {
+            list.iter()
+                .map(|n| match n {
+                    Notify::Never => "NEVER",
+                    Notify::Success => "SUCCESS",
+                    Notify::Failure => "FAILURE",
+                    Notify::Delay => "DELAY",
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
+        state: RecipientState::Pending,
+        attempts: 0,
+        next_attempt: time::unix_now(),
+        last_reply: None,
+        delay_notified: false,
+    }
+}
+
+/// RFC 3848 / RFC 6531 §3.7.3 protocol names for the `with` clause.
+fn protocol_name(envelope: &Envelope, session: &ServerSession) -> String {
+    let mut name = String::new();
+    if envelope.mail_params.smtputf8 {
+        name.push_str("UTF8");
+    }
+    name.push_str(if envelope.esmtp { "ESMTP" } else { "SMTP" });
+    if envelope.esmtp && session.is_tls() {
+        name.push('S');
+    }
+    if envelope.esmtp && session.authenticated().is_some() {
+        name.push('A');
+    }
+    if name.starts_with("UTF8") {
+        name = name.replacen("UTF8ESMTP", "UTF8SMTP", 1);
+    }
+    name
+}
+
+fn display_path(path: &ForwardPath) -> String {
+    match path {
+        ForwardPath::Postmaster => "Postmaster".to_string(),
+        ForwardPath::Mailbox(address) => address.to_string(),
+    }
+}

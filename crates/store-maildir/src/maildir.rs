@@ -1,0 +1,459 @@
+//! Delivery into Maildirs and POP3 access to them.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use mailroom_store::{IncomingMessage, Maildrop, MessageInfo, StoreError};
+use rustix::fs::FlockOperation;
+use rustix::io::Errno;
+
+use crate::Inner;
+use crate::fsutil::{FileLock, mkdir, sync_dir};
+use crate::names;
+
+/// Maildirs known to exist durably in this process (see [`Maildirs::ensure`]).
+pub(crate) struct Maildirs {
+    mail_dir: PathBuf,
+    known: Mutex<HashSet<String>>,
+    /// Serialises creation, so a second delivery to a brand-new user cannot
+    /// see the directories before the first has made them durable.
+    creating: Mutex<()>,
+}
+
+impl Maildirs {
+    pub(crate) fn new(mail_dir: PathBuf) -> Self {
+        Maildirs {
+            mail_dir,
+            known: Mutex::new(HashSet::new()),
+            creating: Mutex::new(()),
+        }
+    }
+
+    /// `mail/NAME`, with `tmp/`, `new/`, `cur/` created if missing. The
+    /// first time this process meets a maildir, its directory and `mail/`
+    /// are fsync'd even when nothing was created: another process may have
+    /// created them and died before syncing, and we must not acknowledge
+    /// mail into a directory that a power cut could still take away.
+    pub(crate) fn ensure(&self, name: &str) -> io::Result<PathBuf> {
+        let root = self.mail_dir.join(name);
+        if lock(&self.known).contains(name) {
+            return Ok(root);
+        }
+        let _creating = lock(&self.creating);
+        if lock(&self.known).contains(name) {
+            return Ok(root);
+        }
+        // mail/ itself too: an operator may have removed it while we ran.
+        mkdir(&self.mail_dir)?;
+        mkdir(&root)?;
+        for sub in [TMP, NEW, CUR] {
+            mkdir(&root.join(sub))?;
+        }
+        sync_dir(&root)?;
+        sync_dir(&self.mail_dir)?;
+        lock(&self.known).insert(name.to_string());
+        Ok(root)
+    }
+
+    /// Forgets what [`Maildirs::ensure`] learnt, after an operation found a
+    /// maildir missing (an operator removed it while we ran).
+    pub(crate) fn forget(&self, names: &[String]) {
+        let mut known = lock(&self.known);
+        for name in names {
+            known.remove(name);
+        }
+    }
+}
+
+/// Delivers `message` to every maildir in `names` (canonical, existing
+/// users, deduplicated). Returns only once every copy is durable; on error
+/// removes everything it wrote.
+pub(crate) fn deliver(
+    inner: &Inner,
+    names: &[String],
+    message: &IncomingMessage,
+) -> io::Result<()> {
+    match deliver_once(inner, names, message) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // A maildir vanished since we last checked: re-create, retry once.
+            inner.maildirs.forget(names);
+            deliver_once(inner, names, message)
+        }
+        other => other,
+    }
+}
+
+fn deliver_once(inner: &Inner, names: &[String], message: &IncomingMessage) -> io::Result<()> {
+    let roots = names
+        .iter()
+        .map(|n| inner.maildirs.ensure(n))
+        .collect::<io::Result<Vec<_>>>()?;
+    let Some(first) = roots.first() else {
+        return Ok(());
+    };
+    let name = names::unique(&inner.host, message.len());
+    let mut undo = Undo::default();
+
+    // Maildir spec: write into tmp/, fsync, then link into new/. The message
+    // is written once; every other recipient gets a hard link to the same
+    // inode (one write, one file fsync, however many recipients).
+    let source = first.join(TMP).join(&name);
+    write_message(&source, message, &mut undo)?;
+    for root in &roots {
+        let dest = root.join(NEW).join(&name);
+        match fs::hard_link(&source, &dest) {
+            Ok(()) => {}
+            // This maildir is on another file system (a symlinked home):
+            // it gets its own copy, written and fsync'd the same way.
+            Err(e) if e.raw_os_error() == Some(Errno::XDEV.raw_os_error()) => {
+                let copy = root.join(TMP).join(&name);
+                write_message(&copy, message, &mut undo)?;
+                fs::hard_link(&copy, &dest)?;
+            }
+            Err(e) => return Err(e),
+        }
+        undo.linked.push(dest);
+    }
+    // The links exist but are not durable until each new/ is fsync'd. Only
+    // after that may the caller send its 250 (RFC 5321 §4.1.1.4 / §6.1:
+    // once accepted, the message must not be lost).
+    for root in &roots {
+        inner.syncer.sync(&root.join(NEW))?;
+    }
+    // Durable. The tmp/ names are now redundant: unlink them without an
+    // fsync of tmp/. If a crash loses the unlink, a complete duplicate
+    // stays in tmp/, which no reader lists and the 36-hour sweep removes;
+    // the copy in new/ is already safe either way.
+    for tmp in undo.commit() {
+        if let Err(e) = fs::remove_file(&tmp) {
+            tracing::debug!(path = %tmp.display(), error = %e, "could not remove delivered tmp file");
+        }
+    }
+    Ok(())
+}
+
+/// Creates `path` (it must not exist), writes the message, fsyncs it.
+fn write_message(path: &Path, message: &IncomingMessage, undo: &mut Undo) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    undo.tmp.push(path.to_path_buf());
+    file.write_all(&message.prefix)?;
+    file.write_all(&message.body)?;
+    // fdatasync is enough: it also writes the size and block metadata
+    // needed to read the data back (fdatasync(2)); mtime is not needed.
+    file.sync_data()
+}
+
+/// What a delivery has written so far; dropped before [`Undo::commit`] (an
+/// error, or a panic unwinding) it removes all of it, so no user is left
+/// with a copy of a delivery that failed, and tmp/ holds no debris.
+#[derive(Default)]
+struct Undo {
+    tmp: Vec<PathBuf>,
+    linked: Vec<PathBuf>,
+    done: bool,
+}
+
+impl Undo {
+    /// The delivery succeeded: keep the links; returns the tmp files.
+    fn commit(mut self) -> Vec<PathBuf> {
+        self.done = true;
+        std::mem::take(&mut self.tmp)
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        for path in self.linked.iter().chain(&self.tmp) {
+            if let Err(e) = fs::remove_file(path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "could not undo a failed delivery");
+            }
+        }
+    }
+}
+
+/// One message of an open maildrop.
+#[derive(Debug)]
+struct Listed {
+    /// Where it was when listed.
+    path: PathBuf,
+    /// Its base name (see [`names::NameInfo::base`]), to find it again if
+    /// another agent moves it from new/ to cur/ meanwhile.
+    base: Vec<u8>,
+    /// The same base under another name: a move between new/ and cur/
+    /// caught half-way (link, then unlink). Deleted together with `path`.
+    twins: Vec<PathBuf>,
+    /// Sort key: the name's leading seconds (unparsable last), then the
+    /// file name.
+    secs: u64,
+    file_name: Vec<u8>,
+    /// From `,S=`, when the name carries it.
+    size: Option<u64>,
+}
+
+/// An open, locked maildrop.
+pub(crate) struct MaildirDrop {
+    inner: Arc<Inner>,
+    root: PathBuf,
+    listed: Vec<Listed>,
+    infos: Vec<MessageInfo>,
+    /// Held for the session; closing it releases the lock.
+    lock: FileLock,
+}
+
+/// Opens and locks `mail/NAME` for a POP3 session.
+pub(crate) fn open_maildrop(inner: Arc<Inner>, name: String) -> Result<MaildirDrop, StoreError> {
+    let names = [name];
+    let opened = match open_once(&inner, &names[0]) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            inner.maildirs.forget(&names);
+            open_once(&inner, &names[0])
+        }
+        other => other,
+    };
+    let (root, lock) = opened.map_err(|e| {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            StoreError::Locked
+        } else {
+            StoreError::from_io(e)
+        }
+    })?;
+    sweep_tmp(&root.join(TMP), SystemTime::now());
+    let mut listed = list(&root).map_err(StoreError::from_io)?;
+    // Oldest first: POP3 clients expect message 1 to be the oldest.
+    listed.sort_by(|a, b| (a.secs, &a.file_name).cmp(&(b.secs, &b.file_name)));
+    let mut infos = Vec::with_capacity(listed.len());
+    let mut keep = Vec::with_capacity(listed.len());
+    for entry in listed {
+        let size = match entry.size {
+            Some(size) => size,
+            // No S= in the name (written by another agent): stat it once.
+            None => match fs::metadata(&entry.path) {
+                Ok(meta) => meta.size(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::from_io(e)),
+            },
+        };
+        infos.push(MessageInfo {
+            uid: names::uid(&entry.base),
+            size,
+        });
+        keep.push(entry);
+    }
+    Ok(MaildirDrop {
+        inner,
+        root,
+        listed: keep,
+        infos,
+        lock,
+    })
+}
+
+fn open_once(inner: &Inner, name: &str) -> io::Result<(PathBuf, FileLock)> {
+    let root = inner.maildirs.ensure(name)?;
+    // flock is per open file description, so a second session in this very
+    // process is refused like one in another process; the kernel releases
+    // it when the holder closes the file or dies, so a crashed server never
+    // locks a user out.
+    let lock = FileLock::acquire(&root.join(LOCK), FlockOperation::NonBlockingLockExclusive)?;
+    Ok((root, lock))
+}
+
+/// Lists `new/` then `cur/` from names alone: no open, no stat (sizes come
+/// from `,S=`). Dotfiles are skipped (Maildir spec: readers ignore them).
+fn list(root: &Path) -> io::Result<Vec<Listed>> {
+    let mut out: Vec<Listed> = Vec::new();
+    let mut by_base: HashMap<Vec<u8>, usize> = HashMap::new();
+    for sub in [NEW, CUR] {
+        for entry in fs::read_dir(root.join(sub))? {
+            let entry = entry?;
+            let file_name = entry.file_name();
+            let bytes = file_name.as_bytes();
+            if bytes.starts_with(b".") {
+                continue;
+            }
+            let info = names::parse(bytes);
+            let path = entry.path();
+            if let Some(&i) = by_base.get(info.base) {
+                out[i].twins.push(path);
+                continue;
+            }
+            by_base.insert(info.base.to_vec(), out.len());
+            out.push(Listed {
+                base: info.base.to_vec(),
+                secs: info.secs.unwrap_or(u64::MAX),
+                size: info.size,
+                file_name: bytes.to_vec(),
+                path,
+                twins: Vec::new(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Finds the current name of the message with `base`, after it moved.
+fn relocate(root: &Path, base: &[u8]) -> Option<PathBuf> {
+    for sub in [NEW, CUR] {
+        for entry in fs::read_dir(root.join(sub)).ok()?.flatten() {
+            if names::parse(entry.file_name().as_bytes()).base == base {
+                return Some(entry.path());
+            }
+        }
+    }
+    None
+}
+
+/// Maildir spec: "When you look through a tmp directory, you should delete
+/// any file not accessed in the last 36 hours." Access time is unreliable
+/// (relatime, noatime), so the newest of atime and mtime counts. Errors
+/// are logged: a sweep never fails the session.
+fn sweep_tmp(tmp: &Path, now: SystemTime) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let newest = [meta.modified().ok(), meta.accessed().ok()]
+            .into_iter()
+            .flatten()
+            .max();
+        let stale = newest
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > STALE_TMP);
+        if stale {
+            let path = entry.path();
+            match fs::remove_file(&path) {
+                Ok(()) => tracing::info!(path = %path.display(), "removed stale tmp file"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove stale tmp file")
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Maildrop for MaildirDrop {
+    fn messages(&self) -> &[MessageInfo] {
+        &self.infos
+    }
+
+    async fn open(
+        &self,
+        index: usize,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
+        let entry = self.listed.get(index).ok_or(StoreError::NoSuchMessage)?;
+        match tokio::fs::File::open(&entry.path).await {
+            Ok(file) => return Ok(Box::new(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::from_io(e)),
+        }
+        // Moved (new/ → cur/, flags changed) by another agent, or deleted.
+        let root = self.root.clone();
+        let base = entry.base.clone();
+        let found = tokio::task::spawn_blocking(move || relocate(&root, &base))
+            .await
+            .map_err(join_error)?;
+        let path = found.ok_or(StoreError::NoSuchMessage)?;
+        match tokio::fs::File::open(&path).await {
+            Ok(file) => Ok(Box::new(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NoSuchMessage),
+            Err(e) => Err(StoreError::from_io(e)),
+        }
+    }
+
+    async fn commit(self: Box<Self>, indices: &[usize]) -> Result<(), StoreError> {
+        let wanted: BTreeSet<usize> = indices.iter().copied().collect();
+        if wanted.iter().any(|&i| i >= self.listed.len()) {
+            return Err(StoreError::NoSuchMessage);
+        }
+        tokio::task::spawn_blocking(move || self.delete(&wanted))
+            .await
+            .map_err(join_error)?
+    }
+}
+
+impl MaildirDrop {
+    /// Unlinks the messages, fsyncs new/ and cur/, then releases the lock
+    /// (by consuming `self`): the next session must not list a message the
+    /// client was told is deleted (RFC 1939 §6, UPDATE state).
+    fn delete(self, wanted: &BTreeSet<usize>) -> Result<(), StoreError> {
+        let mut first_error = None;
+        for &i in wanted {
+            let Some(entry) = self.listed.get(i) else {
+                continue;
+            };
+            let primary = match fs::remove_file(&entry.path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Moved since listing: delete it under its new name. Gone
+                    // altogether (another agent deleted it) is fine.
+                    match relocate(&self.root, &entry.base) {
+                        Some(path) => fs::remove_file(path),
+                        None => Ok(()),
+                    }
+                }
+                other => other,
+            };
+            let twins = entry.twins.iter().map(fs::remove_file);
+            for result in std::iter::once(primary).chain(twins) {
+                match result {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        if !wanted.is_empty() {
+            // Even after an error, make what was deleted durable.
+            for sub in [NEW, CUR] {
+                if let Err(e) = self.inner.syncer.sync(&self.root.join(sub)) {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        drop(self.lock);
+        match first_error {
+            Some(e) => Err(StoreError::from_io(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+pub(crate) fn join_error(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Io(io::Error::other(format!("store task failed: {e}")))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) const TMP: &str = "tmp";
+pub(crate) const NEW: &str = "new";
+pub(crate) const CUR: &str = "cur";
+/// The POP3 session lock inside each maildir (a dotfile: Maildir readers
+/// such as mutt and Dovecot ignore it).
+pub(crate) const LOCK: &str = ".pop3.lock";
+/// Maildir spec: tmp/ files untouched for 36 hours are debris.
+const STALE_TMP: Duration = Duration::from_secs(36 * 3600);
