@@ -10,6 +10,7 @@
 #   BENCH_POSTFIX_PORT [2526, or the next free one]
 #   BENCH_SKIP_POSTFIX=1   only measure mailroom
 #   BENCH_SKIP_MAILROOM=1  only measure Postfix
+#   BENCH_MAILROOM_BIN     use this binary instead of building the release one
 #   BENCH_TIMEOUT [600]    seconds to wait for delivery before giving up
 #   CARGO_TARGET_DIR       [/var/tmp/mailroom-target]
 set -euo pipefail
@@ -49,8 +50,8 @@ if [[ -z "${BENCH_SKIP_POSTFIX:-}" && "$(id -u)" -ne 0 ]]; then
     die "the Postfix half needs root (private instance, local user); set BENCH_SKIP_POSTFIX=1 to skip it"
 fi
 
-MAILROOM="$CARGO_TARGET_DIR/release/mailroom"
-if [[ -z "${BENCH_SKIP_MAILROOM:-}" ]]; then
+MAILROOM="${BENCH_MAILROOM_BIN:-$CARGO_TARGET_DIR/release/mailroom}"
+if [[ -z "${BENCH_SKIP_MAILROOM:-}" && -z "${BENCH_MAILROOM_BIN:-}" ]]; then
     log "building mailroom (release)"
     cargo build --release -p mailroom >&2
     [[ -x "$MAILROOM" ]] || die "no binary at $MAILROOM"
@@ -279,11 +280,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a + 0 > 0) printf "%
 
 echo
 echo "SMTP intake: $MESSAGES messages x $SIZE bytes, $SESSIONS sessions, smtp-source -> 127.0.0.1 ($(nproc) cores)"
-printf '%-24s %15s %16s %15s %15s\n' "server" "accepted msg/s" "delivered msg/s" "peak RSS (MiB)" "peak PSS (MiB)"
+printf '%-30s %15s %16s %15s %15s\n' "server" "accepted msg/s" "delivered msg/s" "peak RSS (MiB)" "peak PSS (MiB)"
 mib() { awk -v k="$1" 'BEGIN { if (k + 0 > 0) printf "%.1f", k / 1024; else printf "-" }'; }
-printf '%-24s %15s %16s %15s %15s\n' "mailroom (release)" "$MR_ACCEPT" "$MR_DELIVER" "$(mib "$MR_RSS")" "$(mib "$MR_RSS")"
-printf '%-24s %15s %16s %15s %15s\n' "$PF_VERSION" "$PF_ACCEPT" "$PF_DELIVER" "$(mib "$PF_RSS")" "$(mib "$PF_PSS")"
-printf '%-24s %15s %16s %15s %15s\n' "ratio mailroom/postfix" "$(ratio "$MR_ACCEPT" "$PF_ACCEPT")" \
+MR_LABEL="mailroom (release)"
+[[ -n "${BENCH_MAILROOM_BIN:-}" ]] && MR_LABEL="mailroom ($(basename "$BENCH_MAILROOM_BIN"))"
+printf '%-30s %15s %16s %15s %15s\n' "$MR_LABEL" "$MR_ACCEPT" "$MR_DELIVER" "$(mib "$MR_RSS")" "$(mib "$MR_RSS")"
+printf '%-30s %15s %16s %15s %15s\n' "$PF_VERSION" "$PF_ACCEPT" "$PF_DELIVER" "$(mib "$PF_RSS")" "$(mib "$PF_PSS")"
+printf '%-30s %15s %16s %15s %15s\n' "ratio mailroom/postfix" "$(ratio "$MR_ACCEPT" "$PF_ACCEPT")" \
     "$(ratio "$MR_DELIVER" "$PF_DELIVER")" "$(ratio "$MR_RSS" "$PF_RSS")" "$(ratio "$MR_RSS" "$PF_PSS")"
 echo
 echo "mailroom delivers before its 250 (fsync'd), so its two rates match; Postfix"

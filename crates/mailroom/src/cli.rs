@@ -32,6 +32,47 @@ pub(crate) enum Command {
     /// Manage local users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Print a message's decoded headers and MIME tree.
+    Show(ShowArgs),
+    /// Inspect and manage the outbound queue (like mailq/postqueue/postsuper).
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Download new messages (by UIDL) from a POP3 server into a Maildir.
+    Fetch(crate::fetch::FetchArgs),
+    /// sendmail(8)-compatible injection: message on stdin, queued for delivery.
+    Sendmail {
+        /// sendmail arguments: [-t] [-i|-oi] [-f FROM|-r FROM] [-F NAME] [RCPT…]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QueueCommand {
+    /// List queued messages (like mailq).
+    List,
+    /// Show one message's envelope, delivery history and headers.
+    Show {
+        /// The queue id.
+        id: String,
+    },
+    /// Try every queued message now.
+    Flush,
+    /// Hold a message: it is not tried until released.
+    Hold {
+        /// The queue id.
+        id: String,
+    },
+    /// Release a held message.
+    Release {
+        /// The queue id.
+        id: String,
+    },
+    /// Delete a message from the queue (no bounce).
+    Delete {
+        /// The queue id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -96,4 +137,13 @@ pub(crate) enum UserCommand {
         /// The user name.
         name: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// The message file, or `-` for standard input.
+    pub file: PathBuf,
+    /// Write the attachments into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub extract: Option<PathBuf>,
 }

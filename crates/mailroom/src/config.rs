@@ -28,18 +28,13 @@ pub(crate) struct RawConfig {
     pub run_as: Option<String>,
     pub trusted_networks: Option<Vec<IpNet>>,
     pub plaintext_auth_networks: Option<Vec<IpNet>>,
-    // Accepted now so configs written for the outbound queue validate; the
-    // queue (issue 4) reads them.
-    #[allow(dead_code)]
     pub relay_map: Option<std::collections::BTreeMap<String, String>>,
-    #[allow(dead_code)]
     pub dns: Option<String>,
     pub listen: Option<RawListen>,
     pub smtp: Option<RawSmtp>,
     pub pop3: Option<RawPop3>,
     pub limits: Option<RawLimits>,
-    #[allow(dead_code)]
-    pub queue: Option<toml::Table>,
+    pub queue: Option<RawQueue>,
     pub tls: Option<RawTls>,
 }
 
@@ -79,6 +74,26 @@ pub(crate) struct RawPop3 {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawQueue {
+    /// Delays between attempts, e.g. ["5m", "10m", "20m", "40m", "1h"]; the
+    /// last one repeats.
+    pub retry_schedule: Option<Vec<String>>,
+    /// Give up (bounce) after this long, e.g. "5d".
+    pub max_age: Option<String>,
+    /// Send a delay notice after this long ("off" for never), e.g. "4h".
+    pub delay_notice_after: Option<String>,
+    /// TCP port of remote mail exchangers (25; tests point it elsewhere).
+    pub smtp_port: Option<u16>,
+    /// Domains whose mail must go over STARTTLS (else: opportunistic).
+    pub require_tls: Option<Vec<String>>,
+    /// Open connections to one destination at most.
+    pub max_connections_per_destination: Option<usize>,
+    /// Deliveries in progress at once.
+    pub max_workers: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawTls {
     /// PEM certificate chain. Default: DATA_DIR/tls/cert.pem, generated
     /// self-signed for the hostname on first start.
@@ -96,9 +111,14 @@ pub(crate) struct RawLimits {
 
 /// Reads the config file named by `--config`, or an empty one.
 pub(crate) fn load_raw(cli: &Cli) -> anyhow::Result<RawConfig> {
-    let Some(path) = &cli.config else {
-        return Ok(RawConfig::default());
-    };
+    match &cli.config {
+        Some(path) => read_raw(path),
+        None => Ok(RawConfig::default()),
+    }
+}
+
+/// Reads and parses one config file.
+pub(crate) fn read_raw(path: &Path) -> anyhow::Result<RawConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config {}", path.display()))
@@ -106,8 +126,13 @@ pub(crate) fn load_raw(cli: &Cli) -> anyhow::Result<RawConfig> {
 
 /// The data dir: flag, then `MAILROOM_DATA_DIR`, then the config, then `./mailroom-data`.
 pub(crate) fn data_dir(cli: &Cli, raw: &RawConfig) -> PathBuf {
-    if let Some(dir) = &cli.data_dir {
-        return dir.clone();
+    data_dir_from(cli.data_dir.as_deref(), raw)
+}
+
+/// [`data_dir`] for callers without a parsed [`Cli`] (sendmail).
+pub(crate) fn data_dir_from(flag: Option<&Path>, raw: &RawConfig) -> PathBuf {
+    if let Some(dir) = flag {
+        return dir.to_path_buf();
     }
     if let Some(dir) = std::env::var_os("MAILROOM_DATA_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
@@ -154,6 +179,27 @@ pub(crate) struct Settings {
     /// generated pair).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub mta: mailroom_mta::MtaConfig,
+}
+
+/// Parses `30s`, `5m`, `2h`, `5d` or a plain number of seconds.
+pub(crate) fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a duration like 30s, 5m, 2h, 5d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("{text:?} is not a duration like 30s, 5m, 2h, 5d"),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 impl Settings {
@@ -258,6 +304,59 @@ impl Settings {
                 .with_context(|| format!("listen.{}: {value:?} is not an address like 127.0.0.1:25 or [::1]:25 (or `off`)", kind.name()))?;
             listen.push((kind, addr));
         }
+        let mut mta = mailroom_mta::MtaConfig {
+            hostname: server.hostname.clone(),
+            ..Default::default()
+        };
+        let mut relay: Vec<(String, String)> =
+            raw.relay_map.unwrap_or_default().into_iter().collect();
+        for entry in &args.relay_map {
+            let Some((domain, target)) = entry.split_once('=') else {
+                bail!("--relay-map {entry:?}: expected DOMAIN=HOST:PORT");
+            };
+            relay.push((domain.trim().to_lowercase(), target.trim().to_string()));
+        }
+        mta.relay_map = relay;
+        if let Some(dns) = args.dns.clone().or(raw.dns) {
+            mta.dns = Some(
+                dns.parse()
+                    .with_context(|| format!("dns: {dns:?} is not HOST:PORT like 127.0.0.1:53"))?,
+            );
+        }
+        let queue = raw.queue.unwrap_or_default();
+        if let Some(list) = queue.retry_schedule {
+            let schedule = list
+                .iter()
+                .map(|d| parse_duration(d))
+                .collect::<anyhow::Result<Vec<_>>>()
+                .context("queue.retry_schedule")?;
+            if schedule.is_empty() {
+                bail!("queue.retry_schedule: at least one delay");
+            }
+            mta.policy.schedule = schedule;
+        }
+        if let Some(age) = queue.max_age {
+            mta.policy.max_age = parse_duration(&age).context("queue.max_age")?;
+        }
+        if let Some(after) = queue.delay_notice_after {
+            mta.policy.delay_notice_after = if after == "off" {
+                None
+            } else {
+                Some(parse_duration(&after).context("queue.delay_notice_after")?)
+            };
+        }
+        if let Some(port) = queue.smtp_port {
+            mta.smtp_port = port;
+        }
+        if let Some(domains) = queue.require_tls {
+            mta.require_tls = domains.into_iter().map(|d| d.to_lowercase()).collect();
+        }
+        if let Some(n) = queue.max_connections_per_destination {
+            mta.max_connections_per_destination = n.max(1);
+        }
+        if let Some(n) = queue.max_workers {
+            mta.max_workers = n.max(1);
+        }
         let tls = raw.tls.unwrap_or_default();
         if tls.cert.is_some() != tls.key.is_some() {
             bail!("tls.cert and tls.key go together: set both or neither");
@@ -268,6 +367,7 @@ impl Settings {
             run_as: raw.run_as,
             tls_cert: tls.cert,
             tls_key: tls.key,
+            mta,
         })
     }
 }
@@ -283,7 +383,7 @@ mod tests {
         argv.extend_from_slice(extra);
         match Cli::parse_from(argv).command {
             crate::cli::Command::Serve(args) => args,
-            crate::cli::Command::User(_) => unreachable!("parsed serve"),
+            _ => unreachable!("parsed serve"),
         }
     }
 

@@ -6,8 +6,14 @@
 
 mod cli;
 mod config;
+mod fetch;
+mod headers;
+mod local_delivery;
 mod password_input;
+mod queue_cmd;
+mod sendmail;
 mod serve;
+mod show;
 mod user;
 
 use std::process::ExitCode;
@@ -17,10 +23,26 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // Installed as /usr/sbin/sendmail (a link to mailroom), act as sendmail.
+    let mut argv = std::env::args();
+    let invoked_as = argv.next().unwrap_or_default();
+    if std::path::Path::new(&invoked_as)
+        .file_name()
+        .is_some_and(|n| n == "sendmail")
+    {
+        let args: Vec<String> = argv.collect();
+        return sendmail::run(None, None, &args);
+    }
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Serve(args) => serve::run(&cli, args),
         Command::User(cmd) => user::run(&cli, cmd),
+        Command::Queue(cmd) => queue_cmd::run(&cli, cmd),
+        Command::Fetch(args) => fetch::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Sendmail { args } => {
+            return sendmail::run(cli.config.clone(), cli.data_dir.clone(), args);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

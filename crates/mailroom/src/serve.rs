@@ -6,12 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use mailroom_mta::Mta;
 use mailroom_server::tls::TlsHandle;
 use mailroom_server::{Context, Listener, Shutdown};
+use mailroom_store::QueueStore;
+use mailroom_store_maildir::MaildirQueue;
 use mailroom_store_maildir::MaildirStore;
 
 use crate::cli::{Cli, ServeArgs};
 use crate::config::{self, Settings};
+use crate::local_delivery::ServerLocalDelivery;
 
 /// How long a graceful stop waits for sessions before giving up on them.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
@@ -24,10 +28,13 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     init_logging(cli.log_format.as_deref())?;
     // Two crypto providers may be linked; name ours before any TLS use.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if !args.relay_map.is_empty() || args.dns.is_some() {
-        tracing::warn!(
-            "--relay-map and --dns take effect with the outbound queue, which this build does not have yet"
-        );
+    let smarthost = settings.mta.relay_map.iter().any(|(d, _)| d == "*");
+    let configured_to_relay =
+        !settings.server.trusted_networks.is_empty() || settings.mta.dns.is_some();
+    if !settings.server.hostname.contains('.') && !smarthost && configured_to_relay {
+        // DESIGN.md: fine for the embedded default, but remote servers
+        // reject mail from a HELO name that is not a fully qualified domain.
+        tracing::warn!(hostname = %settings.server.hostname, "hostname is not a fully qualified domain name; mail relayed to the internet may be refused");
     }
     create_data_dir(&data_dir)?;
     raise_file_limit();
@@ -71,16 +78,45 @@ async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
     eprintln!("ready");
     tracing::info!(hostname = %settings.server.hostname, data_dir = %data_dir.display(), "mailroom started");
 
+    let queue: Arc<dyn QueueStore> = Arc::new(
+        MaildirQueue::open(data_dir)
+            .with_context(|| format!("opening the queue in {}", data_dir.display()))?,
+    );
+    let mta = Arc::new(Mta::new(settings.mta).context("configuring outbound delivery")?);
+    let notify = Arc::new(tokio::sync::Notify::new());
     let ctx = Context::new(
         settings.server,
         store.clone(),
         store,
         Some(tls.clone()),
-        None,
-        Arc::new(tokio::sync::Notify::new()),
+        Some(queue.clone()),
+        notify.clone(),
     );
     let (shutdown, trigger) = Shutdown::new();
-    let server = tokio::spawn(mailroom_server::run(ctx, listeners, shutdown));
+    let server = tokio::spawn(mailroom_server::run(
+        ctx.clone(),
+        listeners,
+        shutdown.clone(),
+    ));
+    // The server wakes the MTA through `notify` after each enqueue.
+    let waker = {
+        let mta = mta.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = notify.notified() => mta.notify(),
+                    _ = shutdown.triggered() => break,
+                }
+            }
+        })
+    };
+    let local = Arc::new(ServerLocalDelivery(ctx));
+    let mta_task = {
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(mta.run(queue, local, async move { shutdown.triggered().await }))
+    };
+    drop(shutdown);
     wait_for_stop_signal(&tls).await?;
     tracing::info!("stopping: no new connections; finishing sessions");
     if tokio::time::timeout(DRAIN_LIMIT, trigger.shutdown_and_drain())
@@ -90,6 +126,8 @@ async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
         tracing::warn!("some sessions did not finish in time");
     }
     let _ = server.await;
+    let _ = mta_task.await;
+    let _ = waker.await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -201,9 +239,10 @@ fn init_logging(format: Option<&str>) -> anyhow::Result<()> {
         "text" => builder.init(),
         "json" => builder.json().init(),
         other => {
-            return Err(
-                crate::UsageError(format!("--log-format {other:?}: expected text or json")).into(),
-            );
+            return Err(crate::UsageError(format!(
+                "--log-format {other:?}: expected text or json"
+            ))
+            .into());
         }
     }
     Ok(())

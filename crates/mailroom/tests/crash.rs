@@ -12,7 +12,7 @@
 //! - the restarted server accepts mail again.
 //!
 //! Knobs (for long, opt-in runs): MAILROOM_CRASH_MESSAGES (default 3000),
-//! MAILROOM_CRASH_ROUNDS (default 1; each round kills and restarts again on
+//! MAILROOM_CRASH_ROUNDS (default 2; each round kills and restarts again on
 //! the same data), MAILROOM_CRASH_SEED (reproduce a run; printed on start).
 //!
 //! SIGKILL loses only the process, not the page cache, so this proves the
@@ -165,7 +165,7 @@ fn client(
 #[test]
 fn acknowledged_messages_survive_sigkill() {
     let total = env_number("MAILROOM_CRASH_MESSAGES", 3000) as usize;
-    let rounds = env_number("MAILROOM_CRASH_ROUNDS", 1);
+    let rounds = env_number("MAILROOM_CRASH_ROUNDS", 2);
     let seed = env_number(
         "MAILROOM_CRASH_SEED",
         std::time::SystemTime::now()

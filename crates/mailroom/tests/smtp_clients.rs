@@ -81,6 +81,14 @@ rcpts = [r for r in rcpts.split(",") if r]
 opts = [o for o in opts.split(",") if o]
 data = open(path, "rb").read()
 s = smtplib.SMTP(host, int(port), local_hostname="client.remote.test", timeout=30)
+if "STARTTLS" in opts:
+    import ssl
+    opts.remove("STARTTLS")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s.starttls(context=ctx)
+    print("TLS", s.sock.version())
 try:
     refused = s.sendmail(sender, rcpts, data, mail_options=opts)
     for r, (c, m) in refused.items():
@@ -96,7 +104,8 @@ s.quit()
 "#;
 
 /// Sends `message` with smtplib; returns its report lines
-/// (`REFUSED <rcpt> <code> <text>`, `SENT`, `ALL-REFUSED`, `ERROR <code> <text>`).
+/// (`REFUSED <rcpt> <code> <text>`, `SENT`, `ALL-REFUSED`, `ERROR <code> <text>`,
+/// and `TLS <version>` first when `opts` holds the pseudo-option `STARTTLS`).
 fn smtplib_send(
     env: &Env,
     from: &str,
@@ -145,6 +154,33 @@ fn smtplib_delivers_byte_exact_with_8bitmime() {
     assert_eq!(report, vec!["SENT".to_string()], "smtplib report");
     assert_delivered_exactly(&env, "alice", &message, "sender@remote.test", "smtplib");
     assert!(env.messages("bob").is_empty(), "bob got alice's mail");
+}
+
+#[test]
+fn smtplib_starttls_delivers_byte_exact() {
+    if !require_tool("python3") {
+        return;
+    }
+    let env = Env::start("smtplib-tls");
+    let message = test_message("smtplib-starttls", true);
+    let report = smtplib_send(
+        &env,
+        "sender@remote.test",
+        &["alice@example.test"],
+        &message,
+        &["STARTTLS", "BODY=8BITMIME"],
+    );
+    assert!(
+        report.len() == 2 && report[0].starts_with("TLS TLSv1.") && report[1] == "SENT",
+        "smtplib over STARTTLS: {report:?}"
+    );
+    assert_delivered_exactly(
+        &env,
+        "alice",
+        &message,
+        "sender@remote.test",
+        "smtplib over TLS",
+    );
 }
 
 #[test]

@@ -390,11 +390,30 @@ fn connection_limit_per_ip() {
         Err(e) => panic!("third connection got neither 421 nor a close: {e}"),
     }
     first.quit();
+    assert!(
+        first.is_closed(Duration::from_secs(5)),
+        "no close after QUIT"
+    );
     second.ok("NOOP", 250);
-    // A slot is free again once the first one is gone.
-    std::thread::sleep(Duration::from_millis(300));
-    let mut fourth = env.connect();
-    fourth.quit();
+    // A slot is free again once the first one is gone (the server may take
+    // a moment to notice).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut fourth = Smtp::connect(env.smtp());
+        match fourth.try_read_reply() {
+            Ok(Some(r)) if r.code == 220 => {
+                fourth.quit();
+                break;
+            }
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no connection slot freed after the first client quit: {other:?}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
     second.quit();
 }
 
@@ -415,4 +434,243 @@ fn sigterm_exits_zero() {
         Ok(None) => {}
         Err(e) => panic!("idle session left hanging after shutdown: {e}"),
     }
+}
+
+#[test]
+fn sigterm_right_after_ready_exits_zero() {
+    // `ready` is the promise that the server is up, so SIGTERM from then on
+    // must be a graceful stop (exit 0), not death by signal: the handler has
+    // to be installed before `ready` is printed.
+    for round in 0..5 {
+        let mut env = Env::start("sigterm-early");
+        let status = env.server.terminate(Duration::from_secs(20));
+        match status {
+            Some(status) => assert!(
+                status.success(),
+                "round {round}: SIGTERM right after `ready` → {status}"
+            ),
+            None => panic!("round {round}: no exit within 20 s of SIGTERM"),
+        }
+    }
+}
+
+#[test]
+fn null_reverse_path_is_accepted() {
+    // RFC 5321 §4.5.5: bounces (MAIL FROM:<>) MUST be accepted.
+    let env = Env::start("null-sender");
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    let message = simple_message("bounce", "a delivery status notification");
+    smtp.send_mail("", &[ALICE], &message)
+        .expect(250, "", "message with a null reverse-path");
+    smtp.quit();
+    let stored = env.messages("alice");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].return_path(), "", "Return-Path: <> expected");
+    assert_same_bytes(stored[0].body(), &message, "bounce");
+}
+
+#[test]
+fn bare_postmaster_is_accepted() {
+    // RFC 5321 §4.5.1: "RCPT TO:<Postmaster>" without a domain MUST be accepted.
+    let env = Env::start("bare-postmaster");
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    smtp.ok(&format!("MAIL FROM:<{FROM}>"), 250);
+    smtp.ok("RCPT TO:<Postmaster>", 250);
+    smtp.ok("DATA", 354);
+    smtp.send(&common::dot_stuff(&simple_message("bare-postmaster", "hi")));
+    smtp.read_reply().expect(250, "", "end of data");
+    smtp.quit();
+    assert_eq!(
+        env.messages("alice").len(),
+        1,
+        "postmaster's mail goes to the first user"
+    );
+}
+
+#[test]
+fn unknown_mail_parameter_is_555() {
+    // RFC 5321 §4.1.1.11 / §4.2.3: 555 for unrecognised MAIL/RCPT parameters.
+    let env = Env::start("params");
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    let r = smtp.cmd(&format!("MAIL FROM:<{FROM}> X-UNKNOWN=1"));
+    assert_eq!(r.code, 555, "unknown MAIL parameter: {r}");
+    smtp.ok(&format!("MAIL FROM:<{FROM}>"), 250);
+    let r = smtp.cmd(&format!("RCPT TO:<{ALICE}> X-UNKNOWN=1"));
+    assert_eq!(r.code, 555, "unknown RCPT parameter: {r}");
+    smtp.ok("RSET", 250);
+    let r = smtp.cmd("MAIL FROM:no-angle-brackets@remote.test");
+    assert_eq!(r.code, 501, "MAIL without <>: {r}");
+    smtp.quit();
+}
+
+#[test]
+fn too_many_recipients_is_452() {
+    // RFC 5321 §4.5.3.1.10: over the recipient limit the server MUST reply
+    // 452 (and §4.5.3.1.8 requires a limit of at least 100).
+    let env = Env::with(
+        "max-rcpt",
+        ServerOptions::default().config("[smtp]\nmax_recipients = 100\n"),
+    );
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    smtp.ok(&format!("MAIL FROM:<{FROM}>"), 250);
+    smtp.ok("RCPT TO:<bob@example.test>", 250);
+    let mut pipelined = String::new();
+    for i in 1..100 {
+        pipelined.push_str(&format!("RCPT TO:<alice+{i}@example.test>\r\n"));
+    }
+    smtp.send(pipelined.as_bytes());
+    for i in 1..100 {
+        smtp.read_reply()
+            .expect(250, "", &format!("recipient {}", i + 1));
+    }
+    smtp.cmd("RCPT TO:<alice+101@example.test>").expect(
+        452,
+        "4.5.3",
+        "recipient 101 over max_recipients = 100",
+    );
+    smtp.ok("DATA", 354);
+    let message = simple_message("hundred-recipients", "the first hundred get it");
+    smtp.send(&common::dot_stuff(&message));
+    smtp.read_reply().expect(250, "", "end of data");
+    smtp.quit();
+    assert_eq!(env.messages("bob").len(), 1);
+    assert!(!env.messages("alice").is_empty());
+}
+
+#[test]
+fn error_limit_cuts_client_off_with_421() {
+    let env = Env::with(
+        "max-errors",
+        ServerOptions::default().config("[smtp]\nmax_errors = 5\n"),
+    );
+    let mut smtp = env.connect();
+    smtp.ehlo("client.remote.test");
+    let mut codes = Vec::new();
+    for _ in 0..10 {
+        smtp.send(b"XYZZY\r\n");
+        match smtp.try_read_reply() {
+            Ok(Some(r)) => {
+                codes.push(r.code);
+                if r.code == 421 {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => panic!("after {codes:?}: {e}"),
+        }
+    }
+    assert_eq!(
+        codes.last(),
+        Some(&421),
+        "a client that keeps erring gets 421: {codes:?}"
+    );
+    assert!(
+        codes.len() <= 6,
+        "max_errors = 5 but cut off only after {codes:?}"
+    );
+    assert!(
+        smtp.is_closed(Duration::from_secs(5)),
+        "connection open after 421"
+    );
+}
+
+/// Runs the STARTTLS checks in Python (the tests use no TLS crate): the
+/// pipelined plaintext after STARTTLS must be discarded (RFC 3207 §4.2,
+/// CVE-2011-0411 "STARTTLS command injection"), EHLO over TLS must not offer
+/// STARTTLS again, and a message sent over TLS arrives.
+const STARTTLS_SCRIPT: &str = r#"
+import socket, ssl, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.create_connection((host, port), timeout=15)
+def reply(sock):
+    lines = []
+    while True:
+        line = b""
+        while not line.endswith(b"\r\n"):
+            c = sock.recv(1)
+            if not c:
+                raise SystemExit("EOF inside a reply after %r" % lines)
+            line += c
+        lines.append(line.decode())
+        if line[3:4] != b"-":
+            return lines
+print("greeting", reply(s)[0].strip())
+s.sendall(b"EHLO client.remote.test\r\n")
+ehlo = reply(s)
+print("starttls-offered", any(l[4:].upper().startswith("STARTTLS") for l in ehlo))
+s.sendall(b"STARTTLS\r\nXINJECTED\r\n")
+print("starttls", reply(s)[0].strip()[:3])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(s, server_hostname=host)
+print("tls", t.version())
+t.sendall(b"NOOP\r\n")
+print("first-tls-reply", reply(t)[0][:3])
+t.sendall(b"EHLO client.remote.test\r\n")
+ehlo = reply(t)
+print("ehlo-code", ehlo[-1][:3])
+print("starttls-again", any(l[4:].upper().startswith("STARTTLS") for l in ehlo))
+t.sendall(b"MAIL FROM:<sender@remote.test>\r\n"); print("mail", reply(t)[0][:3])
+t.sendall(b"RCPT TO:<alice@example.test>\r\n"); print("rcpt", reply(t)[0][:3])
+t.sendall(b"DATA\r\n"); print("data", reply(t)[0][:3])
+t.sendall(b"Subject: over tls\r\n\r\nsecret\r\n.\r\n"); print("end", reply(t)[0][:3])
+t.sendall(b"QUIT\r\n"); print("quit", reply(t)[0][:3])
+"#;
+
+#[test]
+fn starttls_discards_pipelined_plaintext() {
+    if !common::require_tool("python3") {
+        return;
+    }
+    let env = Env::start("starttls");
+    let addr = env.smtp();
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c")
+        .arg(STARTTLS_SCRIPT)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string());
+    let out = common::run_with_timeout(cmd, None, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "STARTTLS script failed:\n{report}");
+    let get = |key: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} ")))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(
+        get("starttls-offered"),
+        "True",
+        "EHLO must offer STARTTLS:\n{report}"
+    );
+    assert_eq!(get("starttls"), "220", "STARTTLS reply:\n{report}");
+    assert_eq!(
+        get("first-tls-reply"),
+        "250",
+        "the plaintext pipelined after STARTTLS was executed inside TLS (command injection):\n{report}"
+    );
+    assert_eq!(get("ehlo-code"), "250", "{report}");
+    assert_eq!(
+        get("starttls-again"),
+        "False",
+        "RFC 3207 §4.2: no STARTTLS after TLS:\n{report}"
+    );
+    for key in ["mail", "rcpt", "end"] {
+        assert_eq!(get(key), "250", "{key} over TLS:\n{report}");
+    }
+    assert_eq!(get("quit"), "221", "{report}");
+    let stored = env.messages("alice");
+    assert_eq!(stored.len(), 1);
+    assert_same_bytes(
+        stored[0].body(),
+        b"Subject: over tls\r\n\r\nsecret\r\n",
+        "message over TLS",
+    );
 }

@@ -7,9 +7,10 @@ pub enum MimeError {
     /// (empty input, or binary data that is not a message).
     #[error("not a mail message: no header fields found")]
     NotAMessage,
-    /// `describe`/`attachments`: mail-parser panicked on this input. That is
-    /// a bug in mail-parser; the panic was caught so that hostile input
-    /// cannot take the caller down.
+    /// `describe`/`attachments`: mail-parser panicked on this input, and the
+    /// panic was caught so that hostile input cannot take the caller down.
+    /// The known cases are mail-parser's `debug_assert!`s and integer
+    /// overflow checks, which only debug builds have (tests/hostile.rs).
     #[error("the MIME parser failed on this message")]
     ParserFailed,
     /// `compose`: an address is not `addr-spec` or `Name <addr-spec>` with an

@@ -90,7 +90,10 @@ fn truncate_keeping_extension(name: &str, max: usize) -> String {
     while !stem.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}{extension}", stem.get(..cut).unwrap_or_default().trim_end())
+    format!(
+        "{}{extension}",
+        stem.get(..cut).unwrap_or_default().trim_end()
+    )
 }
 
 /// Leaves room below the usual 255-octet NAME_MAX for the `-N` suffix.
@@ -138,7 +141,10 @@ mod tests {
         assert_eq!(names.allocate(Some("a.pdf"), "part-2", "x/y"), "a.pdf");
         assert_eq!(names.allocate(Some("A.PDF"), "part-3", "x/y"), "A-2.PDF");
         assert_eq!(names.allocate(Some("../a.pdf"), "part-4", "x/y"), "a-3.pdf");
-        assert_eq!(names.allocate(Some("a-2.pdf"), "part-5", "x/y"), "a-2-2.pdf");
+        assert_eq!(
+            names.allocate(Some("a-2.pdf"), "part-5", "x/y"),
+            "a-2-2.pdf"
+        );
         assert_eq!(
             names.allocate(None, "part-1.2", "application/pdf"),
             "part-1.2.pdf"

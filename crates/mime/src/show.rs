@@ -94,7 +94,7 @@ pub struct Attachment {
 /// Never panics: malformed input gives a best-effort tree with `problem`
 /// notes. Fails when there is no header section at all
 /// ([`MimeError::NotAMessage`]), or when mail-parser panics
-/// ([`MimeError::ParserFailed`], caught; not seen on any test input).
+/// ([`MimeError::ParserFailed`], caught; known only in debug builds).
 pub fn describe(raw: &[u8]) -> Result<MessageSummary, MimeError> {
     guarded(|| {
         let message = parse(raw)?;
@@ -252,12 +252,14 @@ impl Walk {
         if part.is_encoding_problem && problem.is_none() {
             // mail-parser's flag covers undecodable bodies, missing
             // delimiters and missing bodies alike.
-            problem = Some(match (&part.body, octets.as_deref()) {
-                (PartType::Message(_), _) => "malformed attached message",
-                (_, Some([])) => "malformed: no body",
-                _ => "malformed: body shown as found",
-            }
-            .to_owned());
+            problem = Some(
+                match (&part.body, octets.as_deref()) {
+                    (PartType::Message(_), _) => "malformed attached message",
+                    (_, Some([])) => "malformed: no body",
+                    _ => "malformed: body shown as found",
+                }
+                .to_owned(),
+            );
         }
         let filename = part.attachment_name().map(printable);
         let attachment = context.attachment_ids.contains(&id).then(|| {
@@ -314,7 +316,13 @@ impl Walk {
                     if child <= id {
                         continue;
                     }
-                    self.part(context, child, format!("{path}.{}", n + 1), depth + 1, digest);
+                    self.part(
+                        context,
+                        child,
+                        format!("{path}.{}", n + 1),
+                        depth + 1,
+                        digest,
+                    );
                 }
             }
             PartType::Message(inner) => {
@@ -332,11 +340,18 @@ struct Context<'a, 'm> {
 }
 
 /// (`type/subtype`, parameters, problem) of a part.
-fn media_type(part: &MessagePart<'_>, in_digest: bool) -> (String, Vec<(String, String)>, Option<String>) {
+fn media_type(
+    part: &MessagePart<'_>,
+    in_digest: bool,
+) -> (String, Vec<(String, String)>, Option<String>) {
     let is_multipart = matches!(part.body, PartType::Multipart(_));
     let Some(content_type) = part.content_type() else {
         // RFC 2046 §5.1.5: in a digest the default is message/rfc822.
-        let default = if in_digest { "message/rfc822" } else { "text/plain" };
+        let default = if in_digest {
+            "message/rfc822"
+        } else {
+            "text/plain"
+        };
         return (default.to_owned(), Vec::new(), None);
     };
     let parameters = content_type
@@ -347,9 +362,10 @@ fn media_type(part: &MessagePart<'_>, in_digest: bool) -> (String, Vec<(String, 
         .collect();
     let main = printable(content_type.ctype()).to_ascii_lowercase();
     let (media_type, mut problem) = match content_type.subtype() {
-        Some(sub) if !main.is_empty() && !sub.is_empty() => {
-            (format!("{main}/{}", printable(sub).to_ascii_lowercase()), None)
-        }
+        Some(sub) if !main.is_empty() && !sub.is_empty() => (
+            format!("{main}/{}", printable(sub).to_ascii_lowercase()),
+            None,
+        ),
         // RFC 2045 §5.2: a syntactically invalid Content-Type means
         // text/plain; mail-parser still parses `multipart` with a boundary
         // as a multipart, which RFC 2046 §5.1.3 treats as mixed.
@@ -401,10 +417,7 @@ fn octets<'a>(raw: &'a [u8], part: &'a MessagePart<'_>) -> Option<Cow<'a, [u8]>>
 
 /// Undoes a transfer encoding with the decoder mail-parser used while
 /// parsing; the raw octets when that fails.
-fn redecode<'a>(
-    body: &'a [u8],
-    decoder: DecodeFnc<'a>,
-) -> Cow<'a, [u8]> {
+fn redecode<'a>(body: &'a [u8], decoder: DecodeFnc<'a>) -> Cow<'a, [u8]> {
     let mut stream = MessageStream::new(body);
     match decoder(&mut stream, b"") {
         (usize::MAX, _) => Cow::Borrowed(body),

@@ -57,7 +57,10 @@ mod tests {
     #[test]
     fn table() {
         let rows: &[(&[u8], (bool, bool))] = &[
-            (b"Date: x\r\nMessage-ID: <a@b>\r\n\r\nbody\r\n", (false, false)),
+            (
+                b"Date: x\r\nMessage-ID: <a@b>\r\n\r\nbody\r\n",
+                (false, false),
+            ),
             (b"date: x\nmessage-id: <a@b>\n\n", (false, false)),
             (b"DATE : x\r\nMESSAGE-ID\t: <a@b>\r\n\r\n", (false, false)),
             (b"Subject: x\r\n\r\nDate: in the body\r\n", (true, true)),
@@ -67,7 +70,10 @@ mod tests {
             (b"Subject: x\r\n Date: y\r\n\r\n", (true, true)),
             (b"Subject: x\r\n\tMessage-ID: y\r\n\r\n", (true, true)),
             // Body started without an empty line: scanning stops there.
-            (b"Subject: x\r\nnot a header line\r\nDate: y\r\n", (true, true)),
+            (
+                b"Subject: x\r\nnot a header line\r\nDate: y\r\n",
+                (true, true),
+            ),
             (b"Resent-Date: x\r\nX-Message-ID: y\r\n\r\n", (true, true)),
             (b"Date:\r\nMessage-ID:\r\n\r\n", (false, false)),
             (b"", (true, true)),

@@ -82,8 +82,14 @@ fn draft_round_trips() {
         summary.parts[1].transfer_encoding.as_deref(),
         Some("quoted-printable")
     );
-    assert_eq!(summary.parts[2].transfer_encoding.as_deref(), Some("base64"));
-    assert_eq!(summary.parts[3].transfer_encoding.as_deref(), Some("base64"));
+    assert_eq!(
+        summary.parts[2].transfer_encoding.as_deref(),
+        Some("base64")
+    );
+    assert_eq!(
+        summary.parts[3].transfer_encoding.as_deref(),
+        Some("base64")
+    );
 
     let found = attachments(&raw).unwrap();
     assert_eq!(found.len(), 2);
@@ -143,7 +149,10 @@ fn long_line_goes_quoted_printable() {
     let raw = compose(&draft).unwrap();
     assert_lines_ok(&raw);
     let parsed = MessageParser::new().parse(&raw).unwrap();
-    assert_eq!(parsed.body_text(0).unwrap(), format!("{}\r\n", "x".repeat(5000)));
+    assert_eq!(
+        parsed.body_text(0).unwrap(),
+        format!("{}\r\n", "x".repeat(5000))
+    );
     let summary = describe(&raw).unwrap();
     assert_eq!(
         summary.parts[0].transfer_encoding.as_deref(),
@@ -163,7 +172,10 @@ fn control_characters_in_body_go_base64() {
     };
     let raw = compose(&draft).unwrap();
     let summary = describe(&raw).unwrap();
-    assert_eq!(summary.parts[0].transfer_encoding.as_deref(), Some("base64"));
+    assert_eq!(
+        summary.parts[0].transfer_encoding.as_deref(),
+        Some("base64")
+    );
     let parsed = MessageParser::new().parse(&raw).unwrap();
     assert_eq!(
         parsed.body_text(0).unwrap(),
@@ -180,7 +192,10 @@ fn bcc_only_gets_undisclosed_recipients() {
         ..Draft::default()
     };
     let text = String::from_utf8(compose(&draft).unwrap()).unwrap();
-    assert!(text.contains("\r\nTo: undisclosed-recipients:;\r\n"), "{text}");
+    assert!(
+        text.contains("\r\nTo: undisclosed-recipients:;\r\n"),
+        "{text}"
+    );
     assert!(!text.contains("hidden@"));
 }
 
@@ -233,7 +248,10 @@ fn boundary_avoids_the_body() {
     draft.body = format!("--{boundary}\nContent-Type: text/html\n\nspoofed\n--{boundary}--\n");
     let raw = compose(&draft).unwrap();
     let text = String::from_utf8(raw.clone()).unwrap();
-    assert!(!text.contains(&format!("boundary=\"{boundary}\"")), "{text}");
+    assert!(
+        !text.contains(&format!("boundary=\"{boundary}\"")),
+        "{text}"
+    );
     let summary = describe(&raw).unwrap();
     assert_eq!(summary.parts.len(), 4);
     let found = attachments(&raw).unwrap();
@@ -247,7 +265,10 @@ fn hostile_attachment_names_are_reduced() {
         ("../../etc/passwd".to_owned(), b"x".to_vec()),
         ("C:\\Users\\me\\report.PDF".to_owned(), b"y".to_vec()),
         ("..".to_owned(), b"z".to_vec()),
-        ("Jahresabschluß, 2024 (final).xlsx".to_owned(), b"w".to_vec()),
+        (
+            "Jahresabschluß, 2024 (final).xlsx".to_owned(),
+            b"w".to_vec(),
+        ),
     ];
     let raw = compose(&draft).unwrap();
     assert_lines_ok(&raw);
@@ -353,7 +374,11 @@ fn overlong_unfoldable_header_is_an_error_not_a_bad_message() {
         Ok(raw) => {
             assert_lines_ok(&raw);
             let summary = describe(&raw).unwrap();
-            let subject = summary.headers.iter().find(|h| h.name == "Subject").unwrap();
+            let subject = summary
+                .headers
+                .iter()
+                .find(|h| h.name == "Subject")
+                .unwrap();
             assert_eq!(subject.value, "y".repeat(2000));
         }
         Err(other) => panic!("unexpected {other:?}"),
@@ -374,23 +399,33 @@ m = email.message_from_bytes(open(sys.argv[1], 'rb').read(), policy=email.policy
 print(m['subject'])
 print(m.get_body(('plain',)).get_content(), end='')
 for part in m.iter_attachments():
-    print(part.get_filename(), hashlib.sha256(part.get_content()).hexdigest())
+    print(part.get_filename(), hashlib.sha256(part.get_payload(decode=True)).hexdigest())
 print(m.defects, [p.defects for p in m.walk()])
 "#;
-    let output = match Command::new("python3").arg("-c").arg(script).arg(&path).output() {
-        Ok(output) if output.status.success() => output,
-        other => {
+    let output = match Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+    {
+        Ok(output) => output,
+        Err(error) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("python3 did not run: {other:?}");
+                panic!("python3 did not start: {error}");
             }
-            println!("SKIP: python3 did not run: {other:?}");
+            println!("SKIP: python3 did not start: {error}");
             return;
         }
     };
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let stdout = String::from_utf8(output.stdout).unwrap();
     let expected = format!(
-        "{SUBJECT}\nHallo,\nanbei die Datei.\n\nGrüße\nblob.bin {}\nnotes.txt {}\n[] [[], [], [], []]\n",
+        "{SUBJECT}\nHallo,\r\nanbei die Datei.\r\n\r\nGrüße\r\nblob.bin {}\nnotes.txt {}\n[] [[], [], [], []]\n",
         sha256_hex(&binary()),
         sha256_hex(b"plain\nlines\n"),
     );
@@ -447,7 +482,10 @@ fn squash(text: &str) -> String {
 
 /// What compose does to the body: CRLF line ends, a final CRLF.
 fn crlf_lines(text: &str) -> String {
-    let normalized = text.replace("\r\n", "\n").replace('\r', "\n").replace('\n', "\r\n");
+    let normalized = text
+        .replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .replace('\n', "\r\n");
     if normalized.is_empty() || normalized.ends_with("\r\n") {
         normalized
     } else {
@@ -467,7 +505,12 @@ fn assert_lines_ok(raw: &[u8]) {
             .strip_suffix(b"\r")
             .unwrap_or_else(|| panic!("bare LF on line {}", n + 1));
         assert!(!content.contains(&b'\r'), "bare CR on line {}", n + 1);
-        assert!(content.len() <= 998, "line {} has {} octets", n + 1, content.len());
+        assert!(
+            content.len() <= 998,
+            "line {} has {} octets",
+            n + 1,
+            content.len()
+        );
     }
 }
 
@@ -487,4 +530,3 @@ fn sha256_hex(data: &[u8]) -> String {
         .unwrap();
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
-

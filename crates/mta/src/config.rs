@@ -37,9 +37,10 @@ pub struct MtaConfig {
     /// message in plaintext. Certificates are still not verified (see the
     /// crate docs). Default: empty (opportunistic TLS everywhere).
     pub require_tls: Vec<String>,
-    /// Open connections to one destination at most. Default: 10, Postfix's
-    /// `default_destination_concurrency_limit`: enough for throughput,
-    /// polite to the receiver.
+    /// Open connections to one destination at most. Default: 10 (half of
+    /// Postfix's `default_destination_concurrency_limit`): enough for
+    /// throughput, polite to the receiver. Connections open one per four
+    /// messages waiting, up to this limit.
     pub max_connections_per_destination: usize,
     /// Messages being delivered at once (each claimed queue entry counts
     /// one until its results are stored). Default: 50.

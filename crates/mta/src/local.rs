@@ -12,8 +12,15 @@ pub trait LocalDelivery: Send + Sync {
     async fn is_local(&self, domain: &str) -> bool;
 
     /// Delivers `message` (CRLF line ends, as queued) to the local
-    /// `address`. Returns only once the copy is durable.
-    async fn deliver(&self, address: &str, message: &[u8]) -> Result<(), LocalDeliveryError>;
+    /// `address`; `sender` is the envelope's reverse path (`None` for the
+    /// null sender) for the `Return-Path:` added at final delivery. Returns
+    /// only once the copy is durable.
+    async fn deliver(
+        &self,
+        address: &str,
+        sender: Option<&str>,
+        message: &[u8],
+    ) -> Result<(), LocalDeliveryError>;
 }
 
 /// Why a local delivery failed. The text is one line, shown in the queue

@@ -1,4 +1,4 @@
-//! The POP3 wire protocol, server side, as a pure state machine.
+//! The POP3 wire protocol, server and client side, as pure state machines.
 //!
 //! This crate owns everything about POP3 that is bytes and rules: framing
 //! client lines (CRLF only, 255 octets, RFC 2449 §4), parsing commands
@@ -17,6 +17,11 @@
 //! from the store through [`ByteStuffer`]. So every command can be tested in
 //! every state, input can arrive one byte at a time, and the whole thing can
 //! be fuzzed.
+//!
+//! The [`client`] module is the other side, for `mailroom fetch`: a
+//! [`ClientSession`] sends commands, reads responses strictly (CRLF only,
+//! RFC 2449 §4 line limits) and streams un-stuffed message content as
+//! events. Each side is tested against the other in memory.
 //!
 //! ```text
 //!   socket bytes ──► handle_input ─┐
@@ -92,6 +97,7 @@
 //! ```
 
 mod apop;
+pub mod client;
 mod command;
 mod line;
 mod maildrop;
@@ -102,6 +108,10 @@ mod stuffing;
 mod top;
 
 pub use apop::{apop_digest, apop_verify};
+pub use client::{
+    Capabilities, ClientConfig, ClientError, ClientEvent, ClientSession, ClientState, CommandKind,
+    ListEntry, SendError, UidEntry,
+};
 pub use command::{Command, CommandError, Secret};
 pub use maildrop::MessageEntry;
 pub use response::{RespCode, Response, Status};

@@ -35,7 +35,13 @@ impl Default for RetryPolicy {
     fn default() -> RetryPolicy {
         let minutes = |m: u64| Duration::from_secs(m * 60);
         RetryPolicy {
-            schedule: vec![minutes(5), minutes(10), minutes(20), minutes(40), minutes(60)],
+            schedule: vec![
+                minutes(5),
+                minutes(10),
+                minutes(20),
+                minutes(40),
+                minutes(60),
+            ],
             max_age: Duration::from_secs(5 * 24 * 3600),
             delay_notice_after: Some(Duration::from_secs(4 * 3600)),
         }
@@ -66,7 +72,11 @@ impl RetryPolicy {
         let Some(base) = self.base_delay(attempts) else {
             return Decision::Expire;
         };
-        let jitter = if jitter.is_nan() { 0.5 } else { jitter.clamp(0.0, 1.0) };
+        let jitter = if jitter.is_nan() {
+            0.5
+        } else {
+            jitter.clamp(0.0, 1.0)
+        };
         let factor = 1.0 + JITTER_SPREAD * (2.0 * jitter - 1.0);
         // At least one second, so a zero-length schedule cannot spin.
         let delay = ((base.as_secs_f64() * factor).round() as i64).max(1);
@@ -187,7 +197,11 @@ mod tests {
             (3 * DAY, false, true),
         ];
         for (age, sent, want) in table {
-            assert_eq!(policy.delay_notice_due(100, 100 + age, sent), want, "age {age}");
+            assert_eq!(
+                policy.delay_notice_due(100, 100 + age, sent),
+                want,
+                "age {age}"
+            );
         }
         let never = RetryPolicy {
             delay_notice_after: None,

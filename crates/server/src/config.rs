@@ -115,7 +115,11 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// True when `domain` is one of ours (mail for it is delivered locally).
     pub fn is_local_domain(&self, domain: &Domain) -> bool {
-        self.local_domains.contains(domain) || domain.as_str().eq_ignore_ascii_case(&self.hostname)
+        // `localhost` is always us (RFC 6761 §6.3): `sendmail user` run
+        // without the server's config qualifies bare names with it.
+        self.local_domains.contains(domain)
+            || domain.as_str().eq_ignore_ascii_case(&self.hostname)
+            || domain.as_str() == "localhost"
     }
 
     /// True when a client at `ip` may log in without TLS.

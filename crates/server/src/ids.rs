@@ -9,7 +9,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// A new id: microseconds since the epoch and a process-wide counter, in
 /// base 32 (Crockford alphabet, upper case), plus the pid so two processes
 /// on one data dir never collide.
-pub(crate) fn new_id() -> String {
+pub fn new_id() -> String {
     let micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)

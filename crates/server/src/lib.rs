@@ -19,16 +19,17 @@
 mod auth;
 pub mod config;
 mod guard;
-mod ids;
+pub mod ids;
 mod io;
 mod limits;
+mod local;
 pub mod pop3;
 mod router;
 mod sasl;
 mod shutdown;
 pub mod smtp;
 mod stream;
-mod time;
+pub mod time;
 pub mod tls;
 mod trace;
 
@@ -38,7 +39,8 @@ use mailroom_store::{MailStore, QueueStore, UserDb};
 use tokio::net::TcpListener;
 
 pub use config::{ListenerKind, ServerConfig};
-pub use shutdown::Shutdown;
+pub use local::LocalFailure;
+pub use shutdown::{Shutdown, ShutdownTrigger};
 
 /// Everything a session needs, shared by all listeners.
 pub struct Context {

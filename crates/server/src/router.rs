@@ -36,7 +36,11 @@ impl Router<'_> {
         if !self.config.is_local_domain(address.domain()) {
             // Never an open relay: other domains only for authenticated or
             // trusted clients.
-            return if may_relay { Ok(Route::Relay(address.clone())) } else { Err(codes::relay_denied()) };
+            return if may_relay {
+                Ok(Route::Relay(address.clone()))
+            } else {
+                Err(codes::relay_denied())
+            };
         }
         self.route_local(address.local_part()).await
     }
@@ -49,6 +53,11 @@ impl Router<'_> {
         }
         let aliases = self.users.aliases().await.map_err(store_reply)?;
         if let Some(expansion) = aliases.expand(&key) {
+            if expansion.truncated {
+                // Delivering to part of a list would be worse than refusing.
+                tracing::error!(alias = %key, "alias expansion exceeds its limits; recipient refused");
+                return Err(codes::local_error());
+            }
             let mut users = Vec::new();
             for name in expansion.local {
                 if name == "postmaster" {

@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The current time as an RFC 5322 `date-time` in UTC, e.g.
 /// `Fri, 27 Nov 2026 15:48:59 +0000`.
-pub(crate) fn rfc5322_now() -> String {
+pub fn rfc5322_now() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -13,12 +13,15 @@ pub(crate) fn rfc5322_now() -> String {
 }
 
 /// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Formats seconds since the Unix epoch as an RFC 5322 date in UTC.
-pub(crate) fn rfc5322(secs: i64) -> String {
+pub fn rfc5322(secs: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

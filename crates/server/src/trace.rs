@@ -59,25 +59,6 @@ pub(crate) fn received(info: &ReceivedInfo<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(header.as_bytes());
 }
 
-/// Which of `Date:` and `Message-ID:` the header section lacks
-/// (RFC 5322 §3.6 requires the first and recommends the second).
-pub(crate) fn missing_date_and_message_id(message: &[u8]) -> (bool, bool) {
-    let (mut date, mut id) = (false, false);
-    for line in message.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        let name = match line.iter().position(|&b| b == b':') {
-            Some(i) => &line[..i],
-            None => continue,
-        };
-        date |= name.eq_ignore_ascii_case(b"date");
-        id |= name.eq_ignore_ascii_case(b"message-id");
-    }
-    (!date, !id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,8 +82,6 @@ mod tests {
             text,
             "Received: from client.exampleevilX-Injected:yes ([192.0.2.1])\r\n\tby mx.example.test (mailroom) with ESMTP id ABC123\r\n\tfor <alice@example.test>;\r\n\tFri, 27 Nov 2026 15:48:59 +0000\r\n"
         );
-        assert_eq!(missing_date_and_message_id(b"Subject: x\r\n\r\nDate: in body\r\n"), (true, true));
-        assert_eq!(missing_date_and_message_id(b"DATE: x\r\nmessage-id: <a@b>\r\n\r\n"), (false, false));
         let mut rp = Vec::new();
         return_path(None, &mut rp);
         assert_eq!(rp, b"Return-Path: <>\r\n");

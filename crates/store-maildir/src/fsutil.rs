@@ -13,7 +13,7 @@ use rustix::io::Errno;
 
 /// Makes the entries of directory `path` durable (POSIX: a rename or link
 /// is only on disk once its directory is fsync'd).
-pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
+pub fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }
 

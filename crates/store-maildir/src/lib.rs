@@ -66,6 +66,7 @@
 mod fsutil;
 mod maildir;
 mod names;
+mod queue;
 mod sync;
 mod users;
 
@@ -77,10 +78,15 @@ use mailroom_store::{
     AliasTable, IncomingMessage, MailStore, Maildrop, NewUser, StoreError, User, UserDb,
 };
 
-use crate::fsutil::{Cached, read_with_stamp, sync_dir};
+use crate::fsutil::{Cached, read_with_stamp};
 use crate::maildir::{Maildirs, join_error};
 use crate::sync::DirSyncer;
 use crate::users::{UserFiles, canonical_name, check_value};
+
+// For other Maildir writers (`mailroom fetch`): unique names, durable renames.
+pub use crate::fsutil::sync_dir;
+pub use crate::names::{sanitise_host, unique_base};
+pub use crate::queue::MaildirQueue;
 
 /// The embedded store over one data dir. Cheap to clone; all clones share
 /// caches and the group-commit state.

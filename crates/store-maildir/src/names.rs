@@ -14,6 +14,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// process-wide counter make it unique among every process on this host,
 /// including one restarted with the same pid.
 pub(crate) fn unique(host: &str, size: u64) -> String {
+    format!("{},S={size}", unique_base(host))
+}
+
+/// The unique part of a new message's name,
+/// `<secs>.M<micros>P<pid>Q<counter>.<host>`, for writers that learn the
+/// size only once the message is written (`mailroom fetch`): they write
+/// `tmp/<base>` and rename it to `new/<base>,S=<size>`. `host` must come
+/// from [`sanitise_host`].
+pub fn unique_base(host: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     // A clock before 1970 is a broken host; 0 still gives a unique name.
     let now = SystemTime::now()
@@ -21,7 +30,7 @@ pub(crate) fn unique(host: &str, size: u64) -> String {
         .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(
-        "{}.M{}P{}Q{n}.{host},S={size}",
+        "{}.M{}P{}Q{n}.{host}",
         now.as_secs(),
         now.subsec_micros(),
         std::process::id(),
@@ -31,7 +40,7 @@ pub(crate) fn unique(host: &str, size: u64) -> String {
 /// The host part of a name. Maildir spec: "replace / with \057 and : with
 /// \072"; we also encode `,` (it starts our `,S=` field, as in Dovecot), `\`
 /// itself, and anything outside printable ASCII, so names stay valid uids.
-pub(crate) fn sanitise_host(host: &str) -> String {
+pub fn sanitise_host(host: &str) -> String {
     let mut out = String::new();
     for b in host.bytes() {
         if (0x21..=0x7e).contains(&b) && !b"/:,\\".contains(&b) {

@@ -26,9 +26,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{
-    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket,
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -39,7 +37,7 @@ use hickory_proto::rr::rdata::{A, AAAA, MX, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// The table the server answers from. Build it with the chained methods;
-/// [`DnsServer::zone`] gives access to change it while the server runs.
+/// [`DnsServer::set_zone`] replaces it while the server runs.
 #[derive(Debug, Clone, Default)]
 pub struct Zone {
     records: HashMap<String, Vec<Entry>>,
@@ -241,7 +239,13 @@ enum Entry {
 impl Entry {
     fn rdata(&self, wanted: RecordType) -> Option<RData> {
         match (self, wanted) {
-            (Entry::Mx { preference, exchange }, RecordType::MX) => {
+            (
+                Entry::Mx {
+                    preference,
+                    exchange,
+                },
+                RecordType::MX,
+            ) => {
                 let exchange = if exchange == "." {
                     Name::root()
                 } else {
@@ -378,7 +382,9 @@ mod tests {
             .unwrap();
         let mut query = Message::query();
         query.add_query(Query::query(Name::from_ascii(name).unwrap(), kind));
-        socket.send_to(&query.to_vec().unwrap(), server.addr()).unwrap();
+        socket
+            .send_to(&query.to_vec().unwrap(), server.addr())
+            .unwrap();
         let mut buf = [0u8; 4096];
         let (n, _) = socket.recv_from(&mut buf).ok()?;
         let reply = Message::from_vec(&buf[..n]).unwrap();

@@ -37,7 +37,11 @@ impl MemoryQueue {
 
     /// Every entry, oldest first (without touching claims).
     pub fn entries(&self) -> Vec<QueueEntry> {
-        self.lock().items.values().map(|i| i.entry.clone()).collect()
+        self.lock()
+            .items
+            .values()
+            .map(|i| i.entry.clone())
+            .collect()
     }
 
     /// The stored message of `id`, if queued.
@@ -91,10 +95,17 @@ impl Inner {
 
 #[async_trait::async_trait]
 impl QueueStore for MemoryQueue {
-    async fn enqueue(&self, entry: &QueueEntry, message: &IncomingMessage) -> Result<(), StoreError> {
+    async fn enqueue(
+        &self,
+        entry: &QueueEntry,
+        message: &IncomingMessage,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if inner.items.values().any(|i| i.entry.id == entry.id) {
-            return Err(StoreError::Corrupt(format!("duplicate queue id {}", entry.id)));
+            return Err(StoreError::Corrupt(format!(
+                "duplicate queue id {}",
+                entry.id
+            )));
         }
         let mut bytes = message.prefix.clone();
         bytes.extend_from_slice(&message.body);
@@ -145,7 +156,12 @@ impl QueueStore for MemoryQueue {
         Ok(())
     }
 
-    async fn claim_due(&self, now: i64, limit: usize, lease_secs: u64) -> Result<Vec<QueueEntry>, StoreError> {
+    async fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        lease_secs: u64,
+    ) -> Result<Vec<QueueEntry>, StoreError> {
         let lease = i64::try_from(lease_secs).unwrap_or(i64::MAX);
         let mut inner = self.lock();
         let mut out = Vec::new();

@@ -210,29 +210,33 @@ impl Driver {
                     _ => session.accept(),
                 }
             }
-            Event::RcptTo { recipient } => match router.route(&recipient.path, self.may_relay(session)).await {
-                Ok(Route::Local(users, remote)) => {
-                    self.targets.extend(users);
-                    // An alias's remote members keep the original DSN
-                    // parameters of the recipient that named the alias.
-                    for address in remote {
-                        self.remote.push(queued_recipient(address.to_string(), &recipient.params));
-                    }
-                    session.accept();
-                }
-                Ok(Route::Relay(address)) => {
-                    if self.ctx.queue.is_none() {
-                        session.respond(codes::relay_denied());
-                    } else {
-                        self.remote.push(queued_recipient(address.to_string(), &recipient.params));
+            Event::RcptTo { recipient } => {
+                match router.route(&recipient.path, self.may_relay(session)).await {
+                    Ok(Route::Local(users, remote)) => {
+                        self.targets.extend(users);
+                        // An alias's remote members keep the original DSN
+                        // parameters of the recipient that named the alias.
+                        for address in remote {
+                            self.remote
+                                .push(queued_recipient(address.to_string(), &recipient.params));
+                        }
                         session.accept();
                     }
+                    Ok(Route::Relay(address)) => {
+                        if self.ctx.queue.is_none() {
+                            session.respond(codes::relay_denied());
+                        } else {
+                            self.remote
+                                .push(queued_recipient(address.to_string(), &recipient.params));
+                            session.accept();
+                        }
+                    }
+                    Err(reply) => {
+                        tracing::info!(rcpt = %display_path(&recipient.path), code = reply.code, "recipient refused");
+                        session.respond(reply);
+                    }
                 }
-                Err(reply) => {
-                    tracing::info!(rcpt = %display_path(&recipient.path), code = reply.code, "recipient refused");
-                    session.respond(reply);
-                }
-            },
+            }
             Event::Vrfy { argument } => session.respond(verify(&router, &argument).await),
             Event::Expn { argument } => session.respond(self.expand(&router, &argument).await),
             Event::Message { envelope, data } => {
@@ -322,7 +326,8 @@ impl Driver {
             Ok(local) => match router.route_local(&local).await {
                 Ok(Route::Local(users, remote)) => {
                     let host = &self.ctx.config.hostname;
-                    let mut list: Vec<String> = users.iter().map(|u| format!("<{u}@{host}>")).collect();
+                    let mut list: Vec<String> =
+                        users.iter().map(|u| format!("<{u}@{host}>")).collect();
                     list.extend(remote.iter().map(|a| format!("<{a}>")));
                     codes::expn_list(list)
                 }
@@ -336,13 +341,24 @@ impl Driver {
     /// May this session's recipients be in other domains?
     fn may_relay(&self, session: &ServerSession) -> bool {
         let ip = self.peer.ip();
-        session.authenticated().is_some() || self.ctx.config.trusted_networks.iter().any(|net| net.contains(&ip))
+        session.authenticated().is_some()
+            || self
+                .ctx
+                .config
+                .trusted_networks
+                .iter()
+                .any(|net| net.contains(&ip))
     }
 
     /// Stores an accepted message durably: queued for its remote recipients,
     /// delivered into its local recipients' maildrops. The reply is made
     /// only after both returned, i.e. after fsync.
-    async fn accept_message(&self, session: &ServerSession, envelope: Envelope, data: Vec<u8>) -> Reply {
+    async fn accept_message(
+        &self,
+        session: &ServerSession,
+        envelope: Envelope,
+        data: Vec<u8>,
+    ) -> Reply {
         let config = &self.ctx.config;
         let hops = message::received_header_count(&data);
         if hops >= config.max_hops {
@@ -372,20 +388,26 @@ impl Driver {
             },
             &mut received,
         );
-        // RFC 6409 §8.1, §8.3: a submission server may add a missing Date
+        // RFC 6409 §8.2, §8.3: a submission server may add a missing Date
         // and Message-ID; only for authenticated clients, whose mail it is.
         if session.authenticated().is_some() {
-            let (needs_date, needs_id) = trace::missing_date_and_message_id(&data);
+            let (needs_date, needs_id) = mailroom_mime::missing_date_and_message_id(&data);
             if needs_date {
                 received.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
             }
             if needs_id {
-                received.extend_from_slice(format!("Message-ID: <{id}@{}>\r\n", config.hostname).as_bytes());
+                received.extend_from_slice(
+                    format!("Message-ID: <{id}@{}>\r\n", config.hostname).as_bytes(),
+                );
             }
         }
         let size = data.len();
         let body = Arc::new(data);
-        let from = envelope.reverse_path.as_ref().map(|a| a.to_string()).unwrap_or_default();
+        let from = envelope
+            .reverse_path
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
 
         if !self.remote.is_empty() {
             let Some(queue) = &self.ctx.queue else {
@@ -406,7 +428,10 @@ impl Driver {
                 held: false,
                 recipients: self.remote.clone(),
             };
-            let message = IncomingMessage { prefix: received.clone(), body: body.clone() };
+            let message = IncomingMessage {
+                prefix: received.clone(),
+                body: body.clone(),
+            };
             if let Err(err) = queue.enqueue(&entry, &message).await {
                 tracing::warn!(queue_id = %id, from = %from, size, error = %err, "message not queued");
                 return store_reply(err);
