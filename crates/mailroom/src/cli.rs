@@ -32,6 +32,8 @@ pub(crate) enum Command {
     /// Manage local users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Compose a message and submit it (or queue it locally).
+    Send(crate::send::SendArgs),
     /// Print a message's decoded headers and MIME tree.
     Show(ShowArgs),
     /// Inspect and manage the outbound queue (like mailq/postqueue/postsuper).

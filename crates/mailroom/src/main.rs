@@ -11,6 +11,7 @@ mod headers;
 mod local_delivery;
 mod password_input;
 mod queue_cmd;
+mod send;
 mod sendmail;
 mod serve;
 mod show;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Command::Queue(cmd) => queue_cmd::run(&cli, cmd),
         Command::Fetch(args) => fetch::run(args),
         Command::Show(args) => show::run(args),
+        Command::Send(args) => send::run(&cli, args),
         Command::Sendmail { args } => {
             return sendmail::run(cli.config.clone(), cli.data_dir.clone(), args);
         }

@@ -208,34 +208,7 @@ fn inject(options: Options) -> Result<(), (u8, String)> {
     let mut full_prefix = received.into_bytes();
     full_prefix.extend_from_slice(&prefix);
 
-    let eight_bit = message.iter().any(|b| *b >= 0x80);
-    let utf8_addresses =
-        parsed.iter().any(Address::is_utf8) || sender.as_ref().is_some_and(Address::is_utf8);
-    let now = mailroom_server::time::unix_now();
-    let entry = QueueEntry {
-        id: id.clone(),
-        sender: sender.as_ref().map(|a| a.to_string()),
-        created: now,
-        envid: None,
-        ret: None,
-        body_8bit: eight_bit,
-        smtputf8: utf8_addresses,
-        size: (full_prefix.len() + message.len()) as u64,
-        held: false,
-        recipients: parsed
-            .iter()
-            .map(|a| QueuedRecipient {
-                address: a.to_string(),
-                orcpt: None,
-                notify: None,
-                state: RecipientState::Pending,
-                attempts: 0,
-                next_attempt: now,
-                last_reply: None,
-                delay_notified: false,
-            })
-            .collect(),
-    };
+    let entry = queue_entry(&id, sender.as_ref(), &parsed, &full_prefix, &message);
     let queue = MaildirQueue::open(&data_dir)
         .map_err(|e| (EX_TEMPFAIL, format!("opening the queue: {e}")))?;
     let incoming = IncomingMessage {
@@ -256,6 +229,77 @@ fn load_config(options: &Options) -> Result<config::RawConfig, String> {
     match &options.config {
         Some(path) => config::read_raw(path).map_err(|e| format!("{e:#}")),
         None => Ok(config::RawConfig::default()),
+    }
+}
+
+/// Queues `message` (CRLF lines, headers complete) from `sender` to
+/// `recipients` in the data dir's queue, durably. Returns the queue id.
+pub(crate) fn enqueue(
+    data_dir: &std::path::Path,
+    sender: Option<&str>,
+    recipients: &[String],
+    message: Vec<u8>,
+) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let sender = sender
+        .map(|s| Address::parse(s, true).with_context(|| format!("sender {s:?}")))
+        .transpose()?;
+    let mut parsed = Vec::new();
+    for r in recipients {
+        parsed.push(Address::parse(r, true).with_context(|| format!("recipient {r:?}"))?);
+    }
+    parsed.sort();
+    parsed.dedup();
+    let id = mailroom_server::ids::new_id();
+    let date = mailroom_server::time::rfc5322_now();
+    let prefix = format!("Received: by localhost (mailroom) id {id};\r\n\t{date}\r\n").into_bytes();
+    let entry = queue_entry(&id, sender.as_ref(), &parsed, &prefix, &message);
+    let queue = MaildirQueue::open(data_dir).context("opening the queue")?;
+    let incoming = IncomingMessage {
+        prefix,
+        body: Arc::new(message),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime
+        .block_on(queue.enqueue(&entry, &incoming))
+        .context("queueing the message")?;
+    Ok(id)
+}
+
+/// A new queue entry for `message`, every recipient due now.
+fn queue_entry(
+    id: &str,
+    sender: Option<&Address>,
+    recipients: &[Address],
+    prefix: &[u8],
+    message: &[u8],
+) -> QueueEntry {
+    let now = mailroom_server::time::unix_now();
+    QueueEntry {
+        id: id.to_string(),
+        sender: sender.map(|a| a.to_string()),
+        created: now,
+        envid: None,
+        ret: None,
+        body_8bit: message.iter().any(|b| *b >= 0x80),
+        smtputf8: recipients.iter().any(Address::is_utf8) || sender.is_some_and(Address::is_utf8),
+        size: (prefix.len() + message.len()) as u64,
+        held: false,
+        recipients: recipients
+            .iter()
+            .map(|a| QueuedRecipient {
+                address: a.to_string(),
+                orcpt: None,
+                notify: None,
+                state: RecipientState::Pending,
+                attempts: 0,
+                next_attempt: now,
+                last_reply: None,
+                delay_notified: false,
+            })
+            .collect(),
     }
 }
 

@@ -446,7 +446,9 @@ fn many_messages(count: usize) -> Vec<Vec<u8>> {
 }
 
 /// Starts a fetch in the background, SIGKILLs it once `kill_after` message
-/// files are in the Maildir, and returns how many there were.
+/// files are in the Maildir, and returns how many there were. Restarts it
+/// while the server still reports the maildrop in use by the session a
+/// previous kill left.
 fn fetch_and_kill(
     server: &str,
     user: &str,
@@ -455,35 +457,41 @@ fn fetch_and_kill(
     extra: &[&str],
     kill_after: usize,
 ) -> usize {
-    let mut cmd = fetch_command(server, user, maildir, extra);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let drain = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
     let deadline = Instant::now() + FETCH_TIMEOUT;
-    let mut seen;
-    loop {
-        seen = local_messages(maildir).len();
-        if seen >= kill_after || Instant::now() > deadline {
-            break;
+    let mut child;
+    let mut drain;
+    'start: loop {
+        let mut cmd = fetch_command(server, user, maildir, extra);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        drain = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        loop {
+            if local_messages(maildir).len() >= kill_after || Instant::now() > deadline {
+                break 'start;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = drain.join().unwrap_or_default();
+                if log.contains("IN-USE") {
+                    thread::sleep(Duration::from_millis(100));
+                    continue 'start;
+                }
+                panic!("fetch ended ({status}) before it could be killed:\n{log}");
+            }
+            thread::sleep(Duration::from_millis(2));
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            let log = drain.join().unwrap_or_default();
-            panic!("fetch ended ({status}) before it could be killed:\n{log}");
-        }
-        thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap();
     child.wait().unwrap();
@@ -493,7 +501,16 @@ fn fetch_and_kill(
         after < 200,
         "the fetch finished before it was killed ({after} files)"
     );
-    seen.max(after)
+    let record = std::fs::read_to_string(maildir.join(".mailroom-fetch-uidls")).unwrap_or_default();
+    let in_tmp = std::fs::read_dir(maildir.join("tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    eprintln!(
+        "killed after {after} messages; {} recorded, {} still naming their file; {in_tmp} in tmp/",
+        record.lines().count().saturating_sub(1),
+        record.lines().filter(|l| l.split(' ').count() == 3).count(),
+    );
+    after
 }
 
 /// Each message exactly once, byte for byte.
@@ -520,9 +537,12 @@ fn an_interrupted_fetch_resumes_without_duplicates_or_loss() {
     let maildir = env.dir.path().join("Maildir");
     let server = env.server.pop3().to_string();
 
+    // Killed twice: once fresh, once while resuming.
     let killed_at = fetch_and_kill(&server, "alice", PASSWORD, &maildir, &["--no-tls"], 20);
     assert!(killed_at >= 20);
-    // Nothing was deleted: the killed session never reached QUIT.
+    let killed_at = fetch_and_kill(&server, "alice", PASSWORD, &maildir, &["--no-tls"], 90);
+    assert!(killed_at >= 90);
+    // Nothing was deleted: the killed sessions never reached QUIT.
     assert_eq!(maildir_count(&env.dir.data_dir(), "alice"), 200);
 
     let out = fetch_retrying(&server, "alice", PASSWORD, &maildir, &["--no-tls"]);

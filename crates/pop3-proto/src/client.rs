@@ -307,9 +307,12 @@ pub enum SendError {
 /// 2. Send a command (e.g. [`capa`](Self::capa)) and write
 ///    [`take_output`](Self::take_output).
 /// 3. Feed what the socket reads to `handle_input`, and call `poll_event`
-///    until it returns `Ok(None)` (more bytes needed). The command is
-///    answered once an event other than `MessageStart`/`MessageData` came
-///    ([`is_idle`](Self::is_idle) turns true); then go to 2.
+///    until it returns `Ok(None)` (more bytes needed); then write
+///    `take_output` if it is not empty (the reply to the server's `+ `
+///    after [`auth_plain`](Self::auth_plain) is queued while polling). The
+///    command is answered once an event other than
+///    `MessageStart`/`MessageData` came ([`is_idle`](Self::is_idle) turns
+///    true); then go to 2.
 /// 4. An `Err` from `poll_event` is final: close the connection. After
 ///    [`ClientEvent::SignedOff`] the session is closed too.
 ///

@@ -14,7 +14,7 @@
 //! size 2048
 //! held no
 //! rcpt to=bob@example.net state=pending attempts=1 next=1700000300 delay-notified=no notify=FAILURE,DELAY orcpt=rfc822;bob@example.net reply=451%204.7.1%20Try%20again%20later
-//! rcpt to=carol@example.com state=delivered attempts=1 next=1700000000 delay-notified=no reply=250%202.0.0%20Ok
+//! rcpt to=carol@example.com state=delivered attempts=1 next=1700000000 delay-notified=no reply=250%202.0.0%20Ok:%20queued%20as%204F2
 //! end
 //! ```
 //!

@@ -24,17 +24,20 @@
 //! new state:
 //!
 //! - **enqueue**: write `tmp/…msg` and `tmp/…env` and fsync each (on two
-//!   threads at once, so their flushes share a journal commit); link the
+//!   threads at once, so neither waits for the other's flush); link the
 //!   message to `msg/<id>` (a link, not a rename, so an existing id fails
 //!   instead of replacing a message); rename the envelope to `env/<id>`;
 //!   fsync `msg/`, then `env/`; only then return (the 250 after DATA, the
 //!   exit 0 of `sendmail`). Directory fsyncs are shared between concurrent
 //!   enqueues (group commit, `sync.rs`). A crash before the return loses
-//!   only an unacknowledged message. ext4 and XFS commit the link and the
-//!   rename in order, so the disk never holds the envelope without the
-//!   message; a file system that reorders them could, after a crash, and
-//!   `open` then deletes that envelope (its enqueue was never
-//!   acknowledged, and no live writer can produce that state).
+//!   only an unacknowledged message. A journalling file system (ext4 with
+//!   its journal, XFS) commits the link before the rename, so its disk
+//!   never holds the envelope without the message; one without a journal
+//!   (ext4 `^has_journal`, as on the benchmark VM) may write `env/` back
+//!   before `msg/`, and if it then crashes, `open` deletes that envelope:
+//!   its enqueue was never acknowledged, and no live writer can produce
+//!   that state. (Syncing `msg/` before the rename would avoid it at the
+//!   price of one more flush in every enqueue's path.)
 //! - **update**: write `tmp/…env`, fsync, rename over `env/<id>`, fsync
 //!   `env/`. A reader sees the old file or the new one, never a mix.
 //! - **remove**: unlink `env/<id>`, fsync `env/`, then unlink `msg/<id>`,
@@ -58,9 +61,11 @@
 //! and writes the envelope it loaded before, while an operator's `queue
 //! hold` lands in the same moment. Last writer wins: the hold may be
 //! overwritten by the attempt's result (or the reverse), never mixed with
-//! it. The MTA narrows the window by reading the envelope again with
-//! [`QueueStore::get`] right before it delivers, and the operator sees the
-//! outcome in `queue list`.
+//! it. [`QueueStore::claim_due`] returns envelopes as read from disk at
+//! the claim; the MTA narrows the window further by reading the envelope
+//! again with [`QueueStore::get`] right before it delivers (and may carry
+//! an operator's `held` over when it writes the result). The operator sees
+//! the outcome in `queue list`.
 //!
 //! # Claims and the index
 //!
@@ -192,8 +197,7 @@ impl QueueStore for MaildirQueue {
         let msg_tmp = self.inner.tmp_name(&entry.id, "msg");
         let env_tmp = self.inner.tmp_name(&entry.id, "env");
         // The two files are written and fsync'd on two threads at once, so
-        // their fsyncs join one journal commit: an enqueue waits for one
-        // flush instead of two in a row.
+        // that the enqueue waits for one flush, not two in a row.
         let msg_write = {
             let path = msg_tmp.clone();
             // Cheap clone: the body is shared, the prefix is a few lines.
@@ -452,7 +456,8 @@ impl Inner {
             }
             // Read again: the caller gets the envelope as it is on disk now,
             // and an entry held or removed since the scan is not claimed.
-            match self.load(&id).map_err(StoreError::from_io)? {
+            let stamp = index.entries.get(&id).and_then(|slot| slot.stamp);
+            match self.load_or_skip(&id, stamp) {
                 None => {
                     index.entries.remove(&id);
                 }
@@ -532,7 +537,7 @@ impl Inner {
                 continue;
             }
             // `loaded` marks the slot seen in this generation.
-            match self.load(id)? {
+            match self.load_or_skip(id, Some(Stamp::of(&meta))) {
                 None => {}
                 Some((stamp, Ok(entry))) => {
                     index.loaded(id, stamp, Some(&entry));
@@ -552,6 +557,22 @@ impl Inner {
         // rename: one that got there before this scan was listed by it.
         index.entries.retain(|_, slot| slot.seen == generation);
         Ok(entries)
+    }
+
+    /// [`Inner::load`] for the scan and the claims: a file that cannot be
+    /// read (permissions, I/O error) is treated like a corrupt one, logged
+    /// and skipped under `stamp` (the version it was listed as), so that
+    /// one bad file cannot stop every delivery. It is tried again when its
+    /// stamp moves or the process restarts.
+    fn load_or_skip(
+        &self,
+        id: &str,
+        stamp: Option<Stamp>,
+    ) -> Option<(Stamp, Result<QueueEntry, String>)> {
+        match self.load(id) {
+            Ok(loaded) => loaded,
+            Err(e) => stamp.map(|stamp| (stamp, Err(format!("unreadable: {e}")))),
+        }
     }
 
     /// Reads `env/<id>`: `None` when it does not exist, else the stamp of
@@ -681,8 +702,9 @@ struct Index {
 
 impl Index {
     /// Records what was read from `env/<id>` (`None`: corrupt), keeping any
-    /// claim. Returns true when this version of the file is news (to log a
-    /// corrupt file once, not at every scan).
+    /// claim. Returns true when this is news: another version of the file,
+    /// or one that turned readable or unreadable (to log a corrupt file
+    /// once, not at every scan).
     fn loaded(&mut self, id: &str, stamp: Stamp, entry: Option<&QueueEntry>) -> bool {
         let summary = entry.map(|e| Summary {
             created: e.created,
@@ -691,7 +713,7 @@ impl Index {
         });
         let slot = self.entries.entry(id.to_string()).or_default();
         slot.seen = self.generation;
-        let news = slot.stamp != Some(stamp);
+        let news = slot.stamp != Some(stamp) || slot.summary.is_some() != summary.is_some();
         slot.stamp = Some(stamp);
         slot.summary = summary;
         news
