@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn recipients_and_bcc_removal() {
-        let msg = b"To: a@x.org,\r\n b@x.org\r\nBcc: secret@x.org\r\n  more@x.org\r\nSubject: s\r\n\r\nBcc: body@x.org\r\n";
+        let msg = b"To: a@x.org,\r\n b@x.org\r\nBcc: secret@x.org,\r\n  more@x.org\r\nSubject: s\r\n\r\nBcc: body@x.org\r\n";
         assert_eq!(
             recipients_from_headers(msg),
             vec!["a@x.org", "b@x.org", "secret@x.org", "more@x.org"]

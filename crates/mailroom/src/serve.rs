@@ -51,6 +51,10 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM that arrives as soon as `ready` is printed
+    // must stop the server gracefully, not kill it.
+    let signals = Signals::install()?;
+    let hostname = settings.server.hostname.clone();
     let tls = Arc::new(load_tls(&settings, data_dir)?);
     let store = Arc::new(
         MaildirStore::open(data_dir, &settings.server.hostname)
@@ -71,13 +75,6 @@ async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
             socket,
         });
     }
-    // INTERFACE.md: one plain line per listener, whatever the log format, then `ready`.
-    for (kind, addr) in &bound {
-        eprintln!("listening {} {addr}", kind.name());
-    }
-    eprintln!("ready");
-    tracing::info!(hostname = %settings.server.hostname, data_dir = %data_dir.display(), "mailroom started");
-
     let queue: Arc<dyn QueueStore> = Arc::new(
         MaildirQueue::open(data_dir)
             .with_context(|| format!("opening the queue in {}", data_dir.display()))?,
@@ -117,7 +114,13 @@ async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
         tokio::spawn(mta.run(queue, local, async move { shutdown.triggered().await }))
     };
     drop(shutdown);
-    wait_for_stop_signal(&tls).await?;
+    // INTERFACE.md: one plain line per listener, whatever the log format, then `ready`.
+    for (kind, addr) in &bound {
+        eprintln!("listening {} {addr}", kind.name());
+    }
+    eprintln!("ready");
+    tracing::info!(hostname = %hostname, data_dir = %data_dir.display(), "mailroom started");
+    wait_for_stop_signal(signals, &tls).await?;
     tracing::info!("stopping: no new connections; finishing sessions");
     if tokio::time::timeout(DRAIN_LIMIT, trigger.shutdown_and_drain())
         .await
@@ -132,13 +135,32 @@ async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The signals serve handles, installed before anything is announced.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
+    }
+}
+
 /// Waits for SIGTERM or SIGINT; SIGHUP meanwhile reloads the certificate
 /// (sessions already in TLS keep theirs, the next handshake gets the new one).
-async fn wait_for_stop_signal(tls: &TlsHandle) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+async fn wait_for_stop_signal(signals: Signals, tls: &TlsHandle) -> anyhow::Result<()> {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
