@@ -34,6 +34,11 @@ pub(crate) enum Command {
     User(UserCommand),
     /// Compose a message and submit it (or queue it locally).
     Send(crate::send::SendArgs),
+    /// Validate a configuration file and print every problem with its key.
+    Check,
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print a message's decoded headers and MIME tree.
     Show(ShowArgs),
     /// Inspect and manage the outbound queue (like mailq/postqueue/postsuper).
@@ -77,7 +82,7 @@ pub(crate) enum QueueCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub(crate) struct ServeArgs {
     /// SMTP relay/MX listener (`off` to disable) [default: 127.0.0.1:2525]
     #[arg(long, value_name = "ADDR")]
@@ -148,4 +153,10 @@ pub(crate) struct ShowArgs {
     /// Write the attachments into this directory.
     #[arg(long, value_name = "DIR")]
     pub extract: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Print the fully commented default configuration.
+    Example,
 }

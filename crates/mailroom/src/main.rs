@@ -4,6 +4,7 @@
 //! place `anyhow` is used; errors become one line on stderr and an exit code
 //! (0 success, 1 failure, 2 usage).
 
+mod check;
 mod cli;
 mod config;
 mod fetch;
@@ -41,6 +42,8 @@ fn main() -> ExitCode {
         Command::Queue(cmd) => queue_cmd::run(&cli, cmd),
         Command::Fetch(args) => fetch::run(args),
         Command::Show(args) => show::run(args),
+        Command::Check => check::run(&cli),
+        Command::Config(cli::ConfigCommand::Example) => check::example(),
         Command::Send(args) => send::run(&cli, args),
         Command::Sendmail { args } => {
             return sendmail::run(cli.config.clone(), cli.data_dir.clone(), args);

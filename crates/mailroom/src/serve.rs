@@ -119,9 +119,14 @@ async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
         eprintln!("listening {} {addr}", kind.name());
     }
     eprintln!("ready");
+    // systemd Type=notify readiness (a no-op without NOTIFY_SOCKET).
+    if let Err(err) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %err, "readiness notification failed");
+    }
     tracing::info!(hostname = %hostname, data_dir = %data_dir.display(), "mailroom started");
     wait_for_stop_signal(signals, &tls).await?;
     tracing::info!("stopping: no new connections; finishing sessions");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     if tokio::time::timeout(DRAIN_LIMIT, trigger.shutdown_and_drain())
         .await
         .is_err()

@@ -1,0 +1,154 @@
+//! Operations (issue 10): systemd readiness notification with our own
+//! NOTIFY_SOCKET, `mailroom check`, `mailroom config example`, and JSON logs
+//! that carry the queue id of an accepted message.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Env, ServerOptions, TestDir, add_user, bin, simple_message};
+
+#[test]
+fn serve_notifies_readiness_and_stopping() {
+    let dir = TestDir::new("notify");
+    add_user(&dir.data_dir(), "alice");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut child = Command::new(bin())
+        .args([
+            "serve",
+            "--smtp",
+            "127.0.0.1:0",
+            "--pop3",
+            "off",
+            "--submission",
+            "off",
+        ])
+        .args(["--smtps", "off", "--pop3s", "off", "--data-dir"])
+        .arg(dir.data_dir())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(ready.lines().any(|l| l == "READY=1"), "got {ready:?}");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let n = socket.recv(&mut buf).expect("STOPPING=1 after SIGTERM");
+    let stopping = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        stopping.lines().any(|l| l == "STOPPING=1"),
+        "got {stopping:?}"
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn check_reports_every_problem_with_its_key() {
+    let dir = TestDir::new("check");
+    let bad = dir.write(
+        "bad.toml",
+        b"hostnme = \"mx.example\"\n[listen]\nsmtp = \"not-an-address\"\n",
+    );
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains("hostnme"), "unknown key named: {err}");
+    assert!(err.contains("listen.smtp"), "bad listener named: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let example = Command::new(bin())
+        .args(["config", "example"])
+        .output()
+        .unwrap();
+    assert!(example.status.success());
+    let good = dir.write("good.toml", &example.stdout);
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("--config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "example config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn json_logs_parse_and_name_the_queue_id() {
+    let mut opts = ServerOptions::default();
+    opts.extra_args = vec!["--log-format".into(), "json".into()];
+    let env = Env::with("jsonlog", opts);
+    let mut smtp = env.connect();
+    smtp.ok("EHLO client.example", 250);
+    let reply = smtp.send_mail(
+        "sender@remote.test",
+        &["alice@example.test"],
+        &simple_message("json", "logged"),
+    );
+    assert_eq!(reply.code, 250, "{reply}");
+    let text = reply.to_string();
+    let id = text.rsplit(' ').next().unwrap().trim().to_string();
+    smtp.ok("QUIT", 221);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = env.server.stderr();
+    let json_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.starts_with("listening ") && *l != "ready")
+        .collect();
+    assert!(!json_lines.is_empty(), "no log lines: {log}");
+    // Every line must be one JSON object (checked by Python's json module).
+    let mut python = Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys\nfor l in sys.stdin:\n    json.loads(l)\nprint('ok')",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = python.stdin.take().unwrap();
+        for line in &json_lines {
+            writeln!(stdin, "{line}").unwrap();
+        }
+    }
+    let mut out = String::new();
+    BufReader::new(python.stdout.take().unwrap())
+        .read_line(&mut out)
+        .unwrap();
+    assert!(
+        python.wait().unwrap().success(),
+        "a log line is not JSON: {log}"
+    );
+    assert_eq!(out.trim(), "ok");
+    assert!(
+        json_lines
+            .iter()
+            .any(|l| l.contains(&id) && l.contains("queue_id")),
+        "queue id {id} not in the JSON log: {log}"
+    );
+}
