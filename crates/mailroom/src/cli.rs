@@ -99,6 +99,9 @@ pub(crate) struct ServeArgs {
     /// POP3 over implicit TLS [default: 127.0.0.1:1995]
     #[arg(long, value_name = "ADDR")]
     pub pop3s: Option<String>,
+    /// Prometheus metrics endpoint (`GET /metrics`) [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// Name in greetings, Received: and bounces [default: localhost]
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,

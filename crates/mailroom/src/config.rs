@@ -46,6 +46,8 @@ pub(crate) struct RawListen {
     pub smtps: Option<String>,
     pub pop3: Option<String>,
     pub pop3s: Option<String>,
+    /// Prometheus endpoint; off by default.
+    pub metrics: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +182,8 @@ pub(crate) struct Settings {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub mta: mailroom_mta::MtaConfig,
+    /// Where the Prometheus endpoint listens, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Parses `30s`, `5m`, `2h`, `5d` or a plain number of seconds.
@@ -357,6 +361,13 @@ impl Settings {
         if let Some(n) = queue.max_workers {
             mta.max_workers = n.max(1);
         }
+        let metrics = match args.metrics.clone().or(file.metrics.clone()) {
+            None => None,
+            Some(v) if v.eq_ignore_ascii_case("off") => None,
+            Some(v) => Some(v.parse::<SocketAddr>().with_context(|| {
+                format!("listen.metrics: {v:?} is not an address like 127.0.0.1:9587 (or `off`)")
+            })?),
+        };
         let tls = raw.tls.unwrap_or_default();
         if tls.cert.is_some() != tls.key.is_some() {
             bail!("tls.cert and tls.key go together: set both or neither");
@@ -368,6 +379,7 @@ impl Settings {
             tls_cert: tls.cert,
             tls_key: tls.key,
             mta,
+            metrics,
         })
     }
 }

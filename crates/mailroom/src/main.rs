@@ -10,6 +10,7 @@ mod config;
 mod fetch;
 mod headers;
 mod local_delivery;
+mod metrics;
 mod password_input;
 mod queue_cmd;
 mod send;

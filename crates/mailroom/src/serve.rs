@@ -54,6 +54,10 @@ async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives as soon as `ready` is printed
     // must stop the server gracefully, not kill it.
     let signals = Signals::install()?;
+    let metrics_handle = match settings.metrics {
+        Some(_) => Some(crate::metrics::install()?),
+        None => None,
+    };
     let hostname = settings.server.hostname.clone();
     let tls = Arc::new(load_tls(&settings, data_dir)?);
     let store = Arc::new(
@@ -69,16 +73,32 @@ async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
         let local = socket
             .local_addr()
             .with_context(|| format!("address of {} listener", kind.name()))?;
-        bound.push((*kind, local));
+        bound.push((kind.name(), local));
         listeners.push(Listener {
             kind: *kind,
             socket,
         });
     }
+    let metrics_listener = match settings.metrics {
+        Some(addr) => {
+            let socket = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics on {addr}"))?;
+            bound.push((
+                "metrics",
+                socket
+                    .local_addr()
+                    .context("address of the metrics listener")?,
+            ));
+            Some(socket)
+        }
+        None => None,
+    };
     let queue: Arc<dyn QueueStore> = Arc::new(
         MaildirQueue::open(data_dir)
             .with_context(|| format!("opening the queue in {}", data_dir.display()))?,
     );
+    let queue_for_metrics = queue.clone();
     let mta = Arc::new(Mta::new(settings.mta).context("configuring outbound delivery")?);
     let notify = Arc::new(tokio::sync::Notify::new());
     let ctx = Context::new(
@@ -113,10 +133,19 @@ async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
         let mut shutdown = shutdown.clone();
         tokio::spawn(mta.run(queue, local, async move { shutdown.triggered().await }))
     };
+    let metrics_task = match (metrics_listener, metrics_handle) {
+        (Some(listener), Some(handle)) => Some(tokio::spawn(crate::metrics::serve(
+            listener,
+            handle,
+            queue_for_metrics,
+            shutdown.clone(),
+        ))),
+        _ => None,
+    };
     drop(shutdown);
     // INTERFACE.md: one plain line per listener, whatever the log format, then `ready`.
-    for (kind, addr) in &bound {
-        eprintln!("listening {} {addr}", kind.name());
+    for (service, addr) in &bound {
+        eprintln!("listening {service} {addr}");
     }
     eprintln!("ready");
     // systemd Type=notify readiness (a no-op without NOTIFY_SOCKET).
@@ -136,6 +165,9 @@ async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
     let _ = server.await;
     let _ = mta_task.await;
     let _ = waker.await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

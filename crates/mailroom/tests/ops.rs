@@ -152,3 +152,51 @@ fn json_logs_parse_and_name_the_queue_id() {
         "queue id {id} not in the JSON log: {log}"
     );
 }
+
+/// Scrapes `GET /metrics` with curl and returns the value of `name` (its
+/// first sample whose line starts with `name`), 0 when absent.
+fn scrape(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", &format!("http://{addr}/metrics")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn metrics_counters_move_when_mail_is_accepted() {
+    if !common::require_tool("curl") {
+        return;
+    }
+    let mut opts = ServerOptions::default();
+    opts.extra_args = vec!["--metrics".into(), "127.0.0.1:0".into()];
+    let env = Env::with("metrics", opts);
+    let addr = env.server.addr("metrics");
+    let before = scrape(addr, "mailroom_messages_accepted_total");
+    let connections_before = scrape(addr, "mailroom_connections_total");
+    let mut smtp = env.connect();
+    smtp.ok("EHLO client.example", 250);
+    for i in 0..3 {
+        let reply = smtp.send_mail(
+            "sender@remote.test",
+            &["alice@example.test"],
+            &simple_message(&format!("metrics {i}"), "counted"),
+        );
+        assert_eq!(reply.code, 250, "{reply}");
+    }
+    smtp.ok("MAIL FROM:<sender@remote.test>", 250);
+    let refused = smtp.cmd("RCPT TO:<nobody@elsewhere.test>");
+    assert!(refused.code >= 500, "{refused}");
+    smtp.ok("RSET", 250);
+    smtp.ok("QUIT", 221);
+    let after = scrape(addr, "mailroom_messages_accepted_total");
+    assert_eq!(after - before, 3.0, "accepted counter moved by 3");
+    assert!(scrape(addr, "mailroom_connections_total") > connections_before);
+    assert!(scrape(addr, "mailroom_smtp_replies_total{class=\"5xx\"}") >= 1.0);
+    assert!(scrape(addr, "mailroom_queue_messages") >= 0.0);
+}

@@ -793,6 +793,7 @@ impl EntryTask {
             content,
         };
         let bytes = dsn::build(&report);
+        metrics::counter!("mailroom_dsn_generated_total").increment(1);
         let dsn_entry = QueueEntry {
             id: id.clone(),
             sender: None,
@@ -901,6 +902,7 @@ fn log_attempt(queue_id: &str, recipient: &str, attempt: &Attempt) {
         Kind::Permanent => "bounced",
         Kind::NotAttempted => "not-attempted",
     };
+    metrics::counter!("mailroom_deliveries_total", "result" => result, "local" => if attempt.local { "yes" } else { "no" }).increment(1);
     tracing::info!(
         queue_id, recipient, relay, result, status = %attempt.status,
         reply = %attempt.text, "delivery attempt"

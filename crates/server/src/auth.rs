@@ -36,6 +36,7 @@ pub(crate) enum Verdict {
 pub(crate) async fn verify(ctx: &Context, ip: IpAddr, user: &str, proof: Proof) -> Verdict {
     if ctx.guard.is_blocked(ip) {
         tracing::warn!(%ip, "login refused: too many recent failures");
+        metrics::counter!("mailroom_auth_blocked_total").increment(1);
         return Verdict::Blocked;
     }
     let name = user.to_lowercase();
@@ -50,6 +51,7 @@ pub(crate) async fn verify(ctx: &Context, ip: IpAddr, user: &str, proof: Proof) 
         ctx.guard.success(ip, &name);
         return Verdict::Accepted(name);
     }
+    metrics::counter!("mailroom_auth_failures_total").increment(1);
     let delay = ctx.guard.failure(ip, &name);
     tracing::info!(user = %name, delay_ms = delay.as_millis() as u64, "login failed");
     tokio::time::sleep(delay).await;

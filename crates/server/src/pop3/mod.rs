@@ -40,7 +40,10 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                metrics::counter!("mailroom_connections_total", "service" => kind.name())
+                    .increment(1);
                 let Some(slot) = ctx.limits.acquire(peer.ip()) else {
+                    metrics::counter!("mailroom_connections_refused_total", "service" => kind.name()).increment(1);
                     tracing::warn!(%peer, service = kind.name(), "connection limit reached");
                     tokio::spawn(async move {
                         let mut stream = stream;
@@ -151,6 +154,7 @@ async fn session(
                     };
                     match drop.open(index).await {
                         Ok(reader) => {
+                            metrics::counter!("mailroom_pop3_retrievals_total").increment(1);
                             session.retrieve_ok();
                             let head = session.take_output();
                             stream.write_all(&head, io_timeout).await?;
@@ -198,6 +202,7 @@ async fn session(
                 tracing::info!(error = %err, "TLS handshake failed");
                 break;
             }
+            metrics::counter!("mailroom_tls_sessions_total", "service" => kind.name()).increment(1);
             session.tls_established();
             continue;
         }

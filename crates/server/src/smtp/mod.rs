@@ -37,7 +37,10 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                metrics::counter!("mailroom_connections_total", "service" => kind.name())
+                    .increment(1);
                 let Some(slot) = ctx.limits.acquire(peer.ip()) else {
+                    metrics::counter!("mailroom_connections_refused_total", "service" => kind.name()).increment(1);
                     tracing::warn!(%peer, service = kind.name(), "connection limit reached");
                     tokio::spawn(refuse(stream, ctx.config.hostname.clone()));
                     continue;
@@ -119,6 +122,7 @@ async fn session(
         }
         let out = session.take_output();
         if !out.is_empty() {
+            count_replies(&out);
             stream.write_all(&out, io_timeout).await?;
         }
         if driver.start_tls {
@@ -454,7 +458,27 @@ impl Driver {
             }
             tracing::info!(queue_id = %id, from = %from, users = users.len(), size, result = "delivered", "message accepted");
         }
+        metrics::counter!("mailroom_messages_accepted_total").increment(1);
+        metrics::counter!("mailroom_messages_accepted_bytes_total").increment(size as u64);
         codes::message_accepted(&id)
+    }
+}
+
+/// Counts the replies in `out` by class (`2xx`, `3xx`, `4xx`, `5xx`):
+/// rejections an operator alerts on, whether the session or the driver
+/// decided them. Only the last line of a multi-line reply counts.
+fn count_replies(out: &[u8]) {
+    for line in out.split(|&b| b == b'\n') {
+        if line.len() >= 4 && line[3] == b' ' {
+            let class = match line[0] {
+                b'2' => "2xx",
+                b'3' => "3xx",
+                b'4' => "4xx",
+                b'5' => "5xx",
+                _ => continue,
+            };
+            metrics::counter!("mailroom_smtp_replies_total", "class" => class).increment(1);
+        }
     }
 }
 
