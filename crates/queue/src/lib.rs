@@ -5,4 +5,6 @@
 //! delivery in the `mta` crate.
 
 pub mod envelope;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod schedule;

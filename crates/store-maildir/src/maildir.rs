@@ -105,6 +105,17 @@ fn deliver_once(inner: &Inner, names: &[String], message: &IncomingMessage) -> i
     // inode (one write, one file fsync, however many recipients).
     let source = first.join(TMP).join(&name);
     write_message(&source, message, &mut undo)?;
+    if let [only] = roots.as_slice() {
+        // One recipient (the common case): a rename moves the file into
+        // new/ in one metadata operation instead of link + unlink.
+        let dest = only.join(NEW).join(&name);
+        fs::rename(&source, &dest)?;
+        undo.tmp.clear();
+        undo.linked.push(dest);
+        inner.syncer.sync(&only.join(NEW))?;
+        undo.commit();
+        return Ok(());
+    }
     for root in &roots {
         let dest = root.join(NEW).join(&name);
         match fs::hard_link(&source, &dest) {
