@@ -12,6 +12,7 @@ mod headers;
 mod local_delivery;
 mod metrics;
 mod password_input;
+mod privileges;
 mod queue_cmd;
 mod send;
 mod sendmail;

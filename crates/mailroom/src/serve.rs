@@ -38,6 +38,16 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     }
     create_data_dir(&data_dir)?;
     raise_file_limit();
+    let run_as = match &settings.run_as {
+        Some(name) if rustix::process::geteuid().is_root() => {
+            Some(crate::privileges::RunAs::lookup(name)?)
+        }
+        Some(name) => {
+            tracing::info!(run_as = %name, "not started as root; run_as ignored");
+            None
+        }
+        None => None,
+    };
     if rustix::process::geteuid().is_root() && settings.run_as.is_none() {
         tracing::warn!(
             "running as root with no run_as user configured; consider run_as = \"mailroom\""
@@ -47,10 +57,14 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(settings, &data_dir))
+    runtime.block_on(serve(settings, &data_dir, run_as))
 }
 
-async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    data_dir: &Path,
+    run_as: Option<crate::privileges::RunAs>,
+) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives as soon as `ready` is printed
     // must stop the server gracefully, not kill it.
     let signals = Signals::install()?;
@@ -94,6 +108,11 @@ async fn serve(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Every port is bound: from here on nothing needs root. No session runs
+    // before this point, so no client byte is read with privileges.
+    if let Some(run_as) = &run_as {
+        run_as.drop_to(data_dir)?;
+    }
     let queue: Arc<dyn QueueStore> = Arc::new(
         MaildirQueue::open(data_dir)
             .with_context(|| format!("opening the queue in {}", data_dir.display()))?,

@@ -200,3 +200,55 @@ fn metrics_counters_move_when_mail_is_accepted() {
     assert!(scrape(addr, "mailroom_smtp_replies_total{class=\"5xx\"}") >= 1.0);
     assert!(scrape(addr, "mailroom_queue_messages") >= 0.0);
 }
+
+#[test]
+fn root_started_server_drops_to_run_as() {
+    if !rustix::process::geteuid().is_root() {
+        assert!(
+            !common::in_ci(),
+            "CI runs as root; this test must run there"
+        );
+        eprintln!("SKIP: not root");
+        return;
+    }
+    // A system user for the test (useradd is in Debian's passwd package).
+    let exists = Command::new("id")
+        .arg("mailroom-test")
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !exists {
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "mailroom-test",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "useradd failed");
+    }
+    let env = Env::with(
+        "runas",
+        ServerOptions::default().config("run_as = \"mailroom-test\"\n"),
+    );
+    let ps = Command::new("ps")
+        .args(["-o", "user=", "-p", &env.server.pid().to_string()])
+        .output()
+        .unwrap();
+    let user = String::from_utf8_lossy(&ps.stdout).trim().to_string();
+    assert_eq!(user, "mailroom-test", "serve runs as {user:?}");
+    let mut smtp = env.connect();
+    smtp.ok("EHLO client.example", 250);
+    let reply = smtp.send_mail(
+        "sender@remote.test",
+        &["alice@example.test"],
+        &simple_message("after drop", "delivered by an unprivileged process"),
+    );
+    assert_eq!(reply.code, 250, "{reply}");
+    smtp.ok("QUIT", 221);
+    assert_eq!(env.messages("alice").len(), 1);
+}
