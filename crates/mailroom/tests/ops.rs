@@ -252,3 +252,98 @@ fn root_started_server_drops_to_run_as() {
     smtp.ok("QUIT", 221);
     assert_eq!(env.messages("alice").len(), 1);
 }
+
+/// The subject CN of the certificate the smtps listener presents now.
+fn presented_cn(addr: std::net::SocketAddr) -> String {
+    let script = format!(
+        "import ssl,socket\nctx=ssl.create_default_context()\nctx.check_hostname=False\nctx.verify_mode=ssl.CERT_NONE\n\
+         s=ctx.wrap_socket(socket.create_connection(('{}',{})))\nder=s.getpeercert(True)\n\
+         open('/dev/stdout','w').write(ssl.DER_cert_to_PEM_cert(der))",
+        addr.ip(),
+        addr.port()
+    );
+    let pem = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(pem.status.success(), "{pem:?}");
+    let mut openssl = Command::new("openssl")
+        .args(["x509", "-noout", "-subject"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        openssl
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&pem.stdout)
+            .unwrap();
+    }
+    let out = openssl.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn make_cert(dir: &std::path::Path, cn: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = dir.join(format!("{cn}.crt"));
+    let key = dir.join(format!("{cn}.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg(format!("/CN={cn}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (cert, key)
+}
+
+#[test]
+fn sighup_reloads_the_certificate() {
+    if !common::require_tool("openssl") {
+        return;
+    }
+    let dir = TestDir::new("sighup");
+    let (first_cert, first_key) = make_cert(dir.path(), "first.example");
+    let (second_cert, second_key) = make_cert(dir.path(), "second.example");
+    let live_cert = dir.path().join("live.crt");
+    let live_key = dir.path().join("live.key");
+    std::fs::copy(&first_cert, &live_cert).unwrap();
+    std::fs::copy(&first_key, &live_key).unwrap();
+    add_user(&dir.data_dir(), "alice");
+    let mut opts = ServerOptions::default().config(&format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        live_cert.display(),
+        live_key.display()
+    ));
+    opts.listeners = vec!["smtp", "smtps"];
+    let server = common::Server::start(&dir, &opts);
+    let addr = server.addr("smtps");
+    assert!(presented_cn(addr).contains("first.example"));
+    std::fs::copy(&second_cert, &live_cert).unwrap();
+    std::fs::copy(&second_key, &live_key).unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(server.pid() as i32).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let cn = presented_cn(addr);
+        if cn.contains("second.example") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still presenting {cn} after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
