@@ -155,8 +155,8 @@ pub(crate) fn store_url(cli: &Cli, raw: &RawConfig) -> anyhow::Result<String> {
     if url == "maildir:" || url.starts_with("maildir:") {
         return Ok(url);
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!("the PostgreSQL store is not available in this build yet");
+    if crate::stores::is_postgres(&url) {
+        return Ok(url);
     }
     bail!("unknown store {url:?}: expected maildir: or postgres://…")
 }

@@ -18,6 +18,7 @@ mod send;
 mod sendmail;
 mod serve;
 mod show;
+mod stores;
 mod user;
 
 use std::process::ExitCode;
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
         .is_some_and(|n| n == "sendmail")
     {
         let args: Vec<String> = argv.collect();
-        return sendmail::run(None, None, &args);
+        return sendmail::run(None, None, None, &args);
     }
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -48,7 +49,12 @@ fn main() -> ExitCode {
         Command::Config(cli::ConfigCommand::Example) => check::example(),
         Command::Send(args) => send::run(&cli, args),
         Command::Sendmail { args } => {
-            return sendmail::run(cli.config.clone(), cli.data_dir.clone(), args);
+            return sendmail::run(
+                cli.config.clone(),
+                cli.data_dir.clone(),
+                cli.store.clone(),
+                args,
+            );
         }
     };
     match result {

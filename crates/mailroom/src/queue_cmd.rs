@@ -4,7 +4,6 @@
 
 use anyhow::{Context as _, bail};
 use mailroom_store::{QueueEntry, QueueStore, RecipientState};
-use mailroom_store_maildir::MaildirQueue;
 
 use crate::cli::{Cli, QueueCommand};
 use crate::config;
@@ -12,18 +11,26 @@ use crate::config;
 pub(crate) fn run(cli: &Cli, cmd: &QueueCommand) -> anyhow::Result<()> {
     let raw = config::load_raw(cli)?;
     let data_dir = config::data_dir(cli, &raw);
-    config::store_url(cli, &raw)?;
-    config::require_data_dir(&data_dir)?;
-    let queue = MaildirQueue::open(&data_dir)
-        .with_context(|| format!("opening the queue in {}", data_dir.display()))?;
+    let store_url = config::store_url(cli, &raw)?;
+    if !crate::stores::is_postgres(&store_url) {
+        config::require_data_dir(&data_dir)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let hostname = raw
+        .hostname
+        .clone()
+        .unwrap_or_else(|| "localhost".to_string());
+    let queue = runtime
+        .block_on(crate::stores::open(&store_url, &data_dir, &hostname))?
+        .queue;
+    let queue = queue.as_ref();
     runtime.block_on(async {
         match cmd {
-            QueueCommand::List => list(&queue).await,
-            QueueCommand::Show { id } => show(&queue, id).await,
+            QueueCommand::List => list(queue).await,
+            QueueCommand::Show { id } => show(queue, id).await,
             QueueCommand::Flush => {
                 let now = mailroom_server::time::unix_now();
                 let mut count = 0;
@@ -42,8 +49,8 @@ pub(crate) fn run(cli: &Cli, cmd: &QueueCommand) -> anyhow::Result<()> {
                 eprintln!("{count} message(s) scheduled for immediate delivery");
                 Ok(())
             }
-            QueueCommand::Hold { id } => set_held(&queue, id, true).await,
-            QueueCommand::Release { id } => set_held(&queue, id, false).await,
+            QueueCommand::Hold { id } => set_held(queue, id, true).await,
+            QueueCommand::Release { id } => set_held(queue, id, false).await,
             QueueCommand::Delete { id } => {
                 if queue.get(id).await?.is_none() {
                     bail!("no such queue id: {id}");
@@ -56,7 +63,7 @@ pub(crate) fn run(cli: &Cli, cmd: &QueueCommand) -> anyhow::Result<()> {
     })
 }
 
-async fn list(queue: &MaildirQueue) -> anyhow::Result<()> {
+async fn list(queue: &dyn QueueStore) -> anyhow::Result<()> {
     let entries = queue.list().await?;
     if entries.is_empty() {
         println!("Mail queue is empty");
@@ -86,7 +93,7 @@ async fn list(queue: &MaildirQueue) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn show(queue: &MaildirQueue, id: &str) -> anyhow::Result<()> {
+async fn show(queue: &dyn QueueStore, id: &str) -> anyhow::Result<()> {
     let Some(entry) = queue.get(id).await? else {
         bail!("no such queue id: {id}");
     };
@@ -131,7 +138,7 @@ fn print_entry(entry: &QueueEntry) {
     }
 }
 
-async fn set_held(queue: &MaildirQueue, id: &str, held: bool) -> anyhow::Result<()> {
+async fn set_held(queue: &dyn QueueStore, id: &str, held: bool) -> anyhow::Result<()> {
     let Some(mut entry) = queue.get(id).await? else {
         bail!("no such queue id: {id}");
     };

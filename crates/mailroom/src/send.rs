@@ -128,8 +128,12 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs) -> anyhow::Result<()> {
 
     let Some(server) = &args.server else {
         let data_dir = config::data_dir(cli, &raw);
-        config::require_data_dir(&data_dir)?;
-        let id = crate::sendmail::enqueue(&data_dir, Some(&from), &recipients, message)?;
+        let store_url = config::store_url(cli, &raw)?;
+        if !crate::stores::is_postgres(&store_url) {
+            config::require_data_dir(&data_dir)?;
+        }
+        let id =
+            crate::sendmail::enqueue(&store_url, &data_dir, Some(&from), &recipients, message)?;
         eprintln!("queued as {id}");
         return Ok(());
     };

@@ -13,8 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use mailroom_core::Address;
-use mailroom_store::{IncomingMessage, QueueEntry, QueueStore, QueuedRecipient, RecipientState};
-use mailroom_store_maildir::MaildirQueue;
+use mailroom_store::{IncomingMessage, QueueEntry, QueuedRecipient, RecipientState};
 
 use crate::config;
 use crate::headers;
@@ -35,15 +34,22 @@ struct Options {
     recipients: Vec<String>,
     config: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    store: Option<String>,
 }
 
 /// Runs sendmail with `args` (everything after `sendmail`); `config` and
 /// `data_dir` are mailroom's global flags when given before `sendmail`.
-pub(crate) fn run(config: Option<PathBuf>, data_dir: Option<PathBuf>, args: &[String]) -> ExitCode {
+pub(crate) fn run(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    store: Option<String>,
+    args: &[String],
+) -> ExitCode {
     let options = match parse_args(args) {
         Ok(mut options) => {
             options.config = options.config.or(config);
             options.data_dir = options.data_dir.or(data_dir);
+            options.store = options.store.or(store);
             options
         }
         Err(message) => {
@@ -86,6 +92,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             a if a.starts_with("-od") || a.starts_with("-oe") || a == "-bm" || a == "-v" => {}
             "--config" => options.config = Some(PathBuf::from(value("--config")?)),
             "--data-dir" => options.data_dir = Some(PathBuf::from(value("--data-dir")?)),
+            "--store" => options.store = Some(value("--store")?),
             a if a.starts_with("-f") => options.sender = Some(value("-f")?),
             a if a.starts_with("-r") => options.sender = Some(value("-r")?),
             a if a.starts_with("-F") => options.full_name = Some(value("-F")?),
@@ -121,7 +128,12 @@ fn inject(options: Options) -> Result<(), (u8, String)> {
         Some(dir) => dir,
         None => config::data_dir_from(None, &raw),
     };
-    if !data_dir.is_dir() {
+    let postgres = options
+        .store
+        .as_deref()
+        .or(raw.store.as_deref())
+        .is_some_and(crate::stores::is_postgres);
+    if !postgres && !data_dir.is_dir() {
         return Err((
             EX_TEMPFAIL,
             format!("data dir {} does not exist", data_dir.display()),
@@ -209,8 +221,11 @@ fn inject(options: Options) -> Result<(), (u8, String)> {
     full_prefix.extend_from_slice(&prefix);
 
     let entry = queue_entry(&id, sender.as_ref(), &parsed, &full_prefix, &message);
-    let queue = MaildirQueue::open(&data_dir)
-        .map_err(|e| (EX_TEMPFAIL, format!("opening the queue: {e}")))?;
+    let url = options
+        .store
+        .clone()
+        .or(raw.store.clone())
+        .unwrap_or_else(|| "maildir:".into());
     let incoming = IncomingMessage {
         prefix: full_prefix,
         body: Arc::new(message),
@@ -220,8 +235,12 @@ fn inject(options: Options) -> Result<(), (u8, String)> {
         .build()
         .map_err(|e| (EX_TEMPFAIL, format!("runtime: {e}")))?;
     runtime
-        .block_on(queue.enqueue(&entry, &incoming))
-        .map_err(|e| (EX_TEMPFAIL, format!("queueing the message: {e}")))?;
+        .block_on(async {
+            let stores = crate::stores::open(&url, &data_dir, &hostname).await?;
+            stores.queue.enqueue(&entry, &incoming).await?;
+            anyhow::Ok(())
+        })
+        .map_err(|e| (EX_TEMPFAIL, format!("queueing the message: {e:#}")))?;
     Ok(())
 }
 
@@ -235,6 +254,7 @@ fn load_config(options: &Options) -> Result<config::RawConfig, String> {
 /// Queues `message` (CRLF lines, headers complete) from `sender` to
 /// `recipients` in the data dir's queue, durably. Returns the queue id.
 pub(crate) fn enqueue(
+    store_url: &str,
     data_dir: &std::path::Path,
     sender: Option<&str>,
     recipients: &[String],
@@ -254,7 +274,6 @@ pub(crate) fn enqueue(
     let date = mailroom_server::time::rfc5322_now();
     let prefix = format!("Received: by localhost (mailroom) id {id};\r\n\t{date}\r\n").into_bytes();
     let entry = queue_entry(&id, sender.as_ref(), &parsed, &prefix, &message);
-    let queue = MaildirQueue::open(data_dir).context("opening the queue")?;
     let incoming = IncomingMessage {
         prefix,
         body: Arc::new(message),
@@ -263,7 +282,11 @@ pub(crate) fn enqueue(
         .enable_all()
         .build()?;
     runtime
-        .block_on(queue.enqueue(&entry, &incoming))
+        .block_on(async {
+            let stores = crate::stores::open(store_url, data_dir, "localhost").await?;
+            stores.queue.enqueue(&entry, &incoming).await?;
+            anyhow::Ok(())
+        })
         .context("queueing the message")?;
     Ok(id)
 }

@@ -9,9 +9,6 @@ use anyhow::Context as _;
 use mailroom_mta::Mta;
 use mailroom_server::tls::TlsHandle;
 use mailroom_server::{Context, Listener, Shutdown};
-use mailroom_store::QueueStore;
-use mailroom_store_maildir::MaildirQueue;
-use mailroom_store_maildir::MaildirStore;
 
 use crate::cli::{Cli, ServeArgs};
 use crate::config::{self, Settings};
@@ -23,7 +20,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     let raw = config::load_raw(cli)?;
     let data_dir = config::data_dir(cli, &raw);
-    config::store_url(cli, &raw)?;
+    let store_url = config::store_url(cli, &raw)?;
     let settings = Settings::resolve(raw, args)?;
     init_logging(cli.log_format.as_deref())?;
     // Two crypto providers may be linked; name ours before any TLS use.
@@ -57,12 +54,13 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(settings, &data_dir, run_as))
+    runtime.block_on(serve(settings, &data_dir, &store_url, run_as))
 }
 
 async fn serve(
     settings: Settings,
     data_dir: &Path,
+    store_url: &str,
     run_as: Option<crate::privileges::RunAs>,
 ) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives as soon as `ready` is printed
@@ -74,10 +72,6 @@ async fn serve(
     };
     let hostname = settings.server.hostname.clone();
     let tls = Arc::new(load_tls(&settings, data_dir)?);
-    let store = Arc::new(
-        MaildirStore::open(data_dir, &settings.server.hostname)
-            .with_context(|| format!("opening the store in {}", data_dir.display()))?,
-    );
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
     for (kind, addr) in &settings.listen {
@@ -113,17 +107,15 @@ async fn serve(
     if let Some(run_as) = &run_as {
         run_as.drop_to(data_dir)?;
     }
-    let queue: Arc<dyn QueueStore> = Arc::new(
-        MaildirQueue::open(data_dir)
-            .with_context(|| format!("opening the queue in {}", data_dir.display()))?,
-    );
+    let stores = crate::stores::open(store_url, data_dir, &hostname).await?;
+    let queue = stores.queue.clone();
     let queue_for_metrics = queue.clone();
     let mta = Arc::new(Mta::new(settings.mta).context("configuring outbound delivery")?);
     let notify = Arc::new(tokio::sync::Notify::new());
     let ctx = Context::new(
         settings.server,
-        store.clone(),
-        store,
+        stores.mail,
+        stores.users,
         Some(tls.clone()),
         Some(queue.clone()),
         notify.clone(),

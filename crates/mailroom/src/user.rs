@@ -1,11 +1,8 @@
 //! `mailroom user add|list|passwd|del`: manage the user directory. These
 //! work while the server runs: the store re-reads the directory on change.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
-use mailroom_store::{NewUser, UserDb, password};
-use mailroom_store_maildir::MaildirStore;
+use mailroom_store::{NewUser, password};
 
 use crate::cli::{Cli, UserCommand};
 use crate::config;
@@ -15,23 +12,23 @@ use crate::serve::create_data_dir;
 pub(crate) fn run(cli: &Cli, cmd: &UserCommand) -> anyhow::Result<()> {
     let raw = config::load_raw(cli)?;
     let data_dir = config::data_dir(cli, &raw);
-    config::store_url(cli, &raw)?;
+    let store_url = config::store_url(cli, &raw)?;
     match cmd {
         UserCommand::Add { .. } => create_data_dir(&data_dir)?,
+        _ if crate::stores::is_postgres(&store_url) => {}
         _ => config::require_data_dir(&data_dir)?,
     }
     let hostname = raw
         .hostname
         .clone()
         .unwrap_or_else(|| "localhost".to_string());
-    let store: Arc<dyn UserDb> = Arc::new(
-        MaildirStore::open(&data_dir, &hostname)
-            .with_context(|| format!("opening the store in {}", data_dir.display()))?,
-    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let store = runtime
+        .block_on(crate::stores::open(&store_url, &data_dir, &hostname))?
+        .users;
     runtime.block_on(async move {
         match cmd {
             UserCommand::Add {
