@@ -62,9 +62,11 @@ fn psql(url: &str, sql: &str) {
 }
 
 fn node(dir: &TestDir, url: &str) -> Server {
-    let mut opts = ServerOptions::default();
-    opts.users = Vec::new();
-    opts.extra_args = vec!["--store".into(), url.into()];
+    let opts = ServerOptions {
+        users: Vec::new(),
+        extra_args: vec!["--store".into(), url.into()],
+        ..ServerOptions::default()
+    };
     Server::start(dir, &opts)
 }
 

@@ -98,8 +98,10 @@ fn check_reports_every_problem_with_its_key() {
 
 #[test]
 fn json_logs_parse_and_name_the_queue_id() {
-    let mut opts = ServerOptions::default();
-    opts.extra_args = vec!["--log-format".into(), "json".into()];
+    let opts = ServerOptions {
+        extra_args: vec!["--log-format".into(), "json".into()],
+        ..ServerOptions::default()
+    };
     let env = Env::with("jsonlog", opts);
     let mut smtp = env.connect();
     smtp.ok("EHLO client.example", 250);
@@ -173,8 +175,10 @@ fn metrics_counters_move_when_mail_is_accepted() {
     if !common::require_tool("curl") {
         return;
     }
-    let mut opts = ServerOptions::default();
-    opts.extra_args = vec!["--metrics".into(), "127.0.0.1:0".into()];
+    let opts = ServerOptions {
+        extra_args: vec!["--metrics".into(), "127.0.0.1:0".into()],
+        ..ServerOptions::default()
+    };
     let env = Env::with("metrics", opts);
     let addr = env.server.addr("metrics");
     let before = scrape(addr, "mailroom_messages_accepted_total");
