@@ -1019,3 +1019,402 @@ pub fn simple_message(subject: &str, body: &str) -> Vec<u8> {
         subject.replace(' ', "-")
     ))
 }
+
+// ---------------------------------------------------------------------------
+// Waiting, and a scripted SMTP sink (next hop for outbound-mail tests)
+
+/// Polls `cond` every 100 ms until it returns true or `timeout` passes;
+/// returns whether it became true.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// How a [`Sink`] answers.
+#[derive(Clone, Debug, Default)]
+pub struct SinkScript {
+    /// The first N RCPT commands (over all connections) get `451 4.3.0`.
+    pub temp_fail_rcpts: usize,
+    /// The first N end-of-data replies (over all connections) are `451 4.3.0`.
+    pub temp_fail_data: usize,
+    /// Every RCPT gets this reply line (e.g. `550 5.1.1 <x>: User unknown`).
+    pub reject_rcpt: Option<String>,
+    /// Wait this long after the end of data before the final reply.
+    pub data_delay: Duration,
+}
+
+/// One transaction a [`Sink`] accepted (whole message received).
+#[derive(Clone, Debug)]
+pub struct SinkMessage {
+    pub from: String,
+    pub rcpts: Vec<String>,
+    /// The message, dot-stuffing undone, without the final `.` line.
+    pub data: Vec<u8>,
+}
+
+#[derive(Default)]
+struct SinkState {
+    messages: Vec<SinkMessage>,
+    rcpts_seen: usize,
+    datas_ended: usize,
+    data_started: usize,
+    aborted: usize,
+    connections: usize,
+}
+
+/// A tiny SMTP server on std sockets (one thread per connection) that records
+/// what it receives; stops accepting on drop.
+pub struct Sink {
+    addr: SocketAddr,
+    state: Arc<Mutex<SinkState>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Sink {
+    pub fn start(script: SinkScript) -> Sink {
+        Sink::start_on("127.0.0.1:0".parse().unwrap(), script)
+    }
+
+    /// Listens on `addr` (a fixed port, e.g. a destination that was down).
+    pub fn start_on(addr: SocketAddr, script: SinkScript) -> Sink {
+        let listener =
+            std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(Mutex::new(SinkState::default()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let script = Arc::new(script);
+        {
+            let state = Arc::clone(&state);
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let state = Arc::clone(&state);
+                            let script = Arc::clone(&script);
+                            thread::spawn(move || {
+                                let _ = sink_session(stream, &state, &script);
+                            });
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            });
+        }
+        Sink { addr, state, stop }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Messages fully received so far.
+    pub fn messages(&self) -> Vec<SinkMessage> {
+        self.state.lock().unwrap().messages.clone()
+    }
+
+    /// How many DATA transfers have started (354 sent).
+    pub fn data_started(&self) -> usize {
+        self.state.lock().unwrap().data_started
+    }
+
+    /// How many transfers the client abandoned before the final reply
+    /// (only checked with a `data_delay`).
+    pub fn aborted(&self) -> usize {
+        self.state.lock().unwrap().aborted
+    }
+
+    /// How many connections were accepted.
+    pub fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
+    }
+
+    /// How many RCPT commands were seen.
+    pub fn rcpts_seen(&self) -> usize {
+        self.state.lock().unwrap().rcpts_seen
+    }
+
+    /// Waits until at least `n` messages arrived; returns whether they did.
+    pub fn wait_messages(&self, n: usize, timeout: Duration) -> bool {
+        wait_for(timeout, || self.messages().len() >= n)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether the peer has closed `stream` (EOF or reset without blocking).
+fn peer_closed(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    let closed = match stream.peek(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    let _ = stream.set_nonblocking(false);
+    closed
+}
+
+fn sink_session(
+    stream: TcpStream,
+    state: &Mutex<SinkState>,
+    script: &SinkScript,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    state.lock().unwrap().connections += 1;
+    let mut out = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    out.write_all(b"220 sink.test ESMTP test sink\r\n")?;
+    let mut from = String::new();
+    let mut rcpts: Vec<String> = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        let upper = text.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") {
+            "250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8".into()
+        } else if upper.starts_with("HELO") {
+            "250 sink.test".into()
+        } else if upper.starts_with("MAIL FROM:") {
+            from = text[10..].trim().to_string();
+            rcpts.clear();
+            "250 2.1.0 ok".into()
+        } else if upper.starts_with("RCPT TO:") {
+            let n = {
+                let mut s = state.lock().unwrap();
+                s.rcpts_seen += 1;
+                s.rcpts_seen
+            };
+            if let Some(reject) = &script.reject_rcpt {
+                reject.clone()
+            } else if n <= script.temp_fail_rcpts {
+                "451 4.3.0 Temporary failure, try again later".into()
+            } else {
+                rcpts.push(text[8..].trim().to_string());
+                "250 2.1.5 ok".into()
+            }
+        } else if upper == "DATA" {
+            if rcpts.is_empty() {
+                "554 5.5.1 no valid recipients".into()
+            } else {
+                state.lock().unwrap().data_started += 1;
+                out.write_all(b"354 go ahead\r\n")?;
+                let mut data = Vec::new();
+                loop {
+                    line.clear();
+                    if reader.read_until(b'\n', &mut line)? == 0 {
+                        return Ok(());
+                    }
+                    if line == b".\r\n" {
+                        break;
+                    }
+                    let l = if line.starts_with(b"..") {
+                        &line[1..]
+                    } else {
+                        &line[..]
+                    };
+                    data.extend_from_slice(l);
+                }
+                thread::sleep(script.data_delay);
+                // A client that died while we waited never saw the reply:
+                // the transfer does not count as a delivery.
+                if !script.data_delay.is_zero() && peer_closed(reader.get_ref()) {
+                    state.lock().unwrap().aborted += 1;
+                    return Ok(());
+                }
+                let n = {
+                    let mut s = state.lock().unwrap();
+                    s.datas_ended += 1;
+                    s.datas_ended
+                };
+                if n <= script.temp_fail_data {
+                    "451 4.3.0 Temporary failure, try again later".into()
+                } else {
+                    state.lock().unwrap().messages.push(SinkMessage {
+                        from: from.clone(),
+                        rcpts: std::mem::take(&mut rcpts),
+                        data,
+                    });
+                    "250 2.0.0 queued".into()
+                }
+            }
+        } else if upper == "RSET" {
+            rcpts.clear();
+            "250 2.0.0 ok".into()
+        } else if upper == "NOOP" {
+            "250 2.0.0 ok".into()
+        } else if upper == "QUIT" {
+            out.write_all(b"221 2.0.0 bye\r\n")?;
+            return Ok(());
+        } else {
+            "502 5.5.2 not implemented".into()
+        };
+        out.write_all(format!("{reply}\r\n").as_bytes())?;
+    }
+}
+
+/// Removes one leading header field (with its folded continuation lines)
+/// named `name` from `bytes`; None when the message does not start with it.
+pub fn strip_leading_field<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let prefix = format!("{name}:");
+    if bytes.len() < prefix.len() || !bytes[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    {
+        return None;
+    }
+    let mut pos = find(bytes, b"\r\n")? + 2;
+    while pos < bytes.len() && (bytes[pos] == b' ' || bytes[pos] == b'\t') {
+        pos += find(&bytes[pos..], b"\r\n")? + 2;
+    }
+    Some(&bytes[pos..])
+}
+
+// ---------------------------------------------------------------------------
+// Listeners on another loopback address
+
+impl Server {
+    /// Like [`Server::start`], but the listeners in `opts.listeners` bind
+    /// `ip:0` (say `127.0.0.2`, to test a peer outside
+    /// `plaintext_auth_networks`) instead of `127.0.0.1:0`.
+    pub fn start_on(dir: &TestDir, opts: &ServerOptions, ip: &str) -> Server {
+        let data_dir = dir.data_dir();
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve").arg("--data-dir").arg(&data_dir).args([
+            "--hostname",
+            HOSTNAME,
+            "--domain",
+            DOMAIN,
+        ]);
+        for service in SERVICES {
+            let value = if opts.listeners.contains(&service) {
+                format!("{ip}:0")
+            } else {
+                "off".to_string()
+            };
+            cmd.arg(format!("--{service}")).arg(value);
+        }
+        if let Some(config) = &opts.config {
+            let path = dir.write("mailroom.toml", config.as_bytes());
+            cmd.arg("--config").arg(path);
+        }
+        cmd.args(&opts.extra_args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env_remove("MAILROOM_DATA_DIR");
+        let desc = format!("{cmd:?}");
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {desc}: {e}"));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let stderr = child.stderr.take().expect("stderr pipe");
+        {
+            let log = Arc::clone(&log);
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stderr);
+                let mut line = Vec::new();
+                while let Ok(n) = reader.read_until(b'\n', &mut line) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                    line.clear();
+                    if let Ok(mut log) = log.lock() {
+                        log.push(text.clone());
+                    }
+                    let _ = tx.send(text);
+                }
+            });
+        }
+        let mut server = Server {
+            child: Some(child),
+            data_dir,
+            addrs: HashMap::new(),
+            log,
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(e) => panic!("{desc}: no `ready` ({e:?}); stderr:\n{}", server.stderr()),
+            };
+            let line = line.trim();
+            if line == "ready" {
+                break;
+            }
+            let mut words = line.split_whitespace();
+            if words.next() == Some("listening")
+                && let (Some(service), Some(addr)) = (words.next(), words.next())
+                && let Ok(addr) = addr.parse::<SocketAddr>()
+            {
+                server.addrs.insert(service.to_string(), addr);
+            }
+        }
+        for service in &opts.listeners {
+            assert!(
+                server.addrs.contains_key(*service),
+                "serve printed no `listening {service} <addr>` line; stderr:\n{}",
+                server.stderr()
+            );
+        }
+        server
+    }
+}
+
+impl Env {
+    /// Like [`Env::with`], with the listeners bound to `ip:0`.
+    pub fn with_ip(tag: &str, opts: ServerOptions, ip: &str) -> Env {
+        let dir = TestDir::new(tag);
+        for user in &opts.users {
+            add_user(&dir.data_dir(), user);
+        }
+        let server = Server::start_on(&dir, &opts, ip);
+        Env { server, dir }
+    }
+}
+
+/// Runs `python3 -c SCRIPT ARGS...` (killed after 90 s) and returns its
+/// stdout; panics with stdout and stderr unless it exits 0.
+pub fn python(script: &str, args: &[String]) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).args(args);
+    let out = run_with_timeout(cmd, None, Duration::from_secs(90));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python script failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
