@@ -31,6 +31,7 @@ packages=(
     "fetchmail:/usr/bin/fetchmail"
     "dovecot-pop3d:/usr/lib/dovecot/pop3"
     "openssl:/usr/bin/openssl"
+    "libnet-ssleay-perl:/usr/lib/x86_64-linux-gnu/perl5/5.36/Net/SSLeay.pm"
     "libpython3.11-testsuite:/usr/lib/python3.11/test/test_smtplib.py"
 )
 

@@ -59,6 +59,8 @@ pub struct Context {
     pub queue_notify: Arc<tokio::sync::Notify>,
     limits: limits::ConnectionLimits,
     guard: guard::LoginGuard,
+    /// Whether any user has a CRAM-MD5 secret, re-checked every 30 s.
+    cram_md5: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 impl Context {
@@ -83,7 +85,28 @@ impl Context {
             queue_notify,
             limits,
             guard,
+            cram_md5: std::sync::Mutex::new(None),
         })
+    }
+}
+
+impl Context {
+    /// True when some user opted in to CRAM-MD5 (a stored shared secret),
+    /// so offering the mechanism can succeed. Cached for 30 seconds.
+    pub(crate) async fn cram_md5_offered(&self) -> bool {
+        const FRESH: std::time::Duration = std::time::Duration::from_secs(30);
+        if let Some((at, known)) = *self.cram_md5.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < FRESH
+        {
+            return known;
+        }
+        let any = match self.users.list().await {
+            Ok(users) => users.iter().any(|u| u.shared_secret.is_some()),
+            Err(_) => false,
+        };
+        *self.cram_md5.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), any));
+        any
     }
 }
 

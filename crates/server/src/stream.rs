@@ -61,6 +61,12 @@ impl Stream {
         AsyncWriteExt::write_all(self, bytes).await
     }
 
+    /// Ends the connection: TLS sends its close_notify alert first (RFC 8446
+    /// §6.1), then the TCP write side is shut. Best effort, bounded in time.
+    pub(crate) async fn close(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), AsyncWriteExt::shutdown(self)).await;
+    }
+
     /// Performs the server side of a TLS handshake on this connection.
     pub(crate) async fn upgrade(
         &mut self,

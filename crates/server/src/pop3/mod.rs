@@ -226,6 +226,7 @@ async fn session(
             Input::TimedOut => session.timed_out(),
         }
     }
+    stream.close().await;
     Ok(())
 }
 

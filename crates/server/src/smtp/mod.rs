@@ -102,7 +102,8 @@ async fn session(
         let Some(tls) = &ctx.tls else { return Ok(()) };
         stream.upgrade(tls.acceptor(), io_timeout).await?;
     }
-    let config = session_config(&ctx, kind, peer);
+    let cram_md5 = ctx.cram_md5_offered().await;
+    let config = session_config(&ctx, kind, peer, cram_md5);
     let mut session = ServerSession::new(config);
     let mut driver = Driver {
         ctx: ctx.clone(),
@@ -167,17 +168,30 @@ async fn session(
             }
         }
     }
+    stream.close().await;
     tracing::debug!("disconnected");
     Ok(())
 }
 
-fn session_config(ctx: &Context, kind: ListenerKind, peer: SocketAddr) -> SessionConfig {
+fn session_config(
+    ctx: &Context,
+    kind: ListenerKind,
+    peer: SocketAddr,
+    cram_md5: bool,
+) -> SessionConfig {
     let c = &ctx.config;
     let tls = ctx.tls.is_some();
     SessionConfig {
         starttls: tls && kind != ListenerKind::Smtps,
         tls_active: kind == ListenerKind::Smtps,
-        auth_mechanisms: sasl::MECHANISMS.iter().map(|m| m.to_string()).collect(),
+        // CRAM-MD5 only when some user opted in to its stored secret:
+        // clients pick the strongest mechanism offered, and it would fail
+        // for everyone else (curl does exactly that).
+        auth_mechanisms: sasl::MECHANISMS
+            .iter()
+            .filter(|m| cram_md5 || **m != "CRAM-MD5")
+            .map(|m| m.to_string())
+            .collect(),
         // RFC 4954 §4 / DESIGN.md: AUTH only over TLS, except on
         // plaintext_auth_networks (loopback by default).
         auth_without_tls: c.plaintext_auth_allowed(peer.ip()),
