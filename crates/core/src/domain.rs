@@ -34,16 +34,23 @@ impl Domain {
         if s.starts_with('[') {
             return parse_literal(s).map(Domain);
         }
-        // RFC 5321 §4.5.3.1.2: a domain is at most 255 octets.
-        if s.len() > 255 {
-            return Err(DomainError::BadName);
-        }
-        for label in s.split('.') {
-            if !valid_label(label, utf8) {
+        // The limits hold for the text as sent and as stored: lower case
+        // can take more octets in UTF-8 ('Ⱥ' is 2, 'ⱥ' 3), and a stored
+        // domain must parse again (checking only the lower case would let
+        // ASCII mode accept the Kelvin sign, which folds to 'k').
+        let lower = s.to_lowercase();
+        for form in [s, lower.as_str()] {
+            // RFC 5321 §4.5.3.1.2: a domain is at most 255 octets.
+            if form.len() > 255 {
                 return Err(DomainError::BadName);
             }
+            for label in form.split('.') {
+                if !valid_label(label, utf8) {
+                    return Err(DomainError::BadName);
+                }
+            }
         }
-        Ok(Domain(s.to_lowercase()))
+        Ok(Domain(lower))
     }
 
     /// The domain as a string (lower case for names).
@@ -117,6 +124,31 @@ fn parse_literal(s: &str) -> Result<String, DomainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `address` fuzz target (crash input, base64:
+    /// `+8i6yLo5////////////////////////`): a 62-octet label of 'Ⱥ's and
+    /// U+FFFDs was accepted, but its stored lower case ('ⱥ' takes one octet
+    /// more) was 64 octets, over RFC 1035's 63, so the domain we stored no
+    /// longer parsed.
+    #[test]
+    fn lower_case_that_outgrows_a_label_is_refused() {
+        let label = format!("\u{FFFD}\u{23A}\u{23A}9{}", "\u{FFFD}".repeat(18));
+        assert_eq!(label.len(), 62);
+        assert_eq!(label.to_lowercase().len(), 64);
+        assert_eq!(Domain::parse(&label, true), Err(DomainError::BadName));
+        let short = "\u{23A}".repeat(21);
+        let domain = Domain::parse(&short, true).map(|d| d.to_string());
+        assert_eq!(domain, Ok("\u{2C65}".repeat(21)));
+        assert_eq!(
+            Domain::parse(&"\u{2C65}".repeat(21), true).map(|d| d.to_string()),
+            domain
+        );
+        // ASCII mode still refuses what only folds to ASCII (Kelvin sign).
+        assert_eq!(
+            Domain::parse("\u{212A}.example", false),
+            Err(DomainError::BadName)
+        );
+    }
 
     #[test]
     fn names_and_literals() {

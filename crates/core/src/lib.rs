@@ -6,6 +6,8 @@
 
 mod address;
 mod domain;
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use address::{Address, AddressError, LocalPart};
 pub use domain::{Domain, DomainError};

@@ -61,8 +61,11 @@ pub(crate) fn sanitize(name: &str) -> String {
         .filter(|c| !is_bidi_control(*c))
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    // Leading dots would hide the file (".bashrc") or name a directory ("..").
-    let trimmed = cleaned.trim().trim_start_matches('.').trim();
+    // Leading dots would hide the file (".bashrc") or name a directory
+    // ("..", and ". ." once the blanks go), in whatever mix with blanks.
+    let trimmed = cleaned
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end();
     truncate_keeping_extension(trimmed, MAX_NAME_BYTES)
 }
 
@@ -121,6 +124,24 @@ mod tests {
             ("Grüße.pdf", "Grüße.pdf"),
             ("invoice\u{202E}fdp.exe", "invoicefdp.exe"),
             ("", ""),
+        ];
+        for (input, expected) in rows {
+            assert_eq!(sanitize(input), expected, "{input:?}");
+        }
+    }
+
+    /// Found by the `mime` fuzz target: `name=".\0…\0."` came out as
+    /// `"."` (the NULs became blanks, the blanks were trimmed after the
+    /// leading dot was, and the last dot was left leading), a name that is
+    /// the extraction directory itself.
+    #[test]
+    fn leading_dots_and_blanks_in_any_order_are_stripped() {
+        let rows = [
+            (".\0\0\0.", ""),
+            (". .", ""),
+            (" . . .bashrc", "bashrc"),
+            (".\t..\r\n.profile ", "profile"),
+            ("a. .b", "a. .b"),
         ];
         for (input, expected) in rows {
             assert_eq!(sanitize(input), expected, "{input:?}");

@@ -23,6 +23,8 @@ mod compose;
 mod content_type;
 mod error;
 mod filename;
+#[doc(hidden)]
+pub mod fuzzing;
 mod show;
 mod submission;
 

@@ -99,6 +99,8 @@
 mod apop;
 pub mod client;
 mod command;
+#[doc(hidden)]
+pub mod fuzzing;
 mod line;
 mod maildrop;
 mod response;

@@ -27,10 +27,16 @@ pub fn fuzz_queue_envelope(data: &[u8]) {
 fn round_trip(entry: &QueueEntry) {
     let written = serialize(entry);
     assert!(
-        written.bytes().all(|b| b == b'\n' || (b' '..=b'~').contains(&b)),
+        written
+            .bytes()
+            .all(|b| b == b'\n' || (b' '..=b'~').contains(&b)),
         "serialize wrote a byte that is not printable ASCII or LF"
     );
-    assert_eq!(parse(&written).as_ref(), Ok(entry), "round trip of {written}");
+    assert_eq!(
+        parse(&written).as_ref(),
+        Ok(entry),
+        "round trip of {written}"
+    );
     // Every line but the last is cut at LF: a shorter file is truncated,
     // never read as a different entry.
     if let Some(cut) = written.trim_end_matches('\n').rfind('\n') {

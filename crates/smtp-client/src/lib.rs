@@ -55,6 +55,8 @@ mod data;
 mod encoding;
 mod error;
 mod extensions;
+#[doc(hidden)]
+pub mod fuzzing;
 mod reply;
 mod session;
 mod timeout;

@@ -49,6 +49,8 @@ mod config;
 pub mod data;
 pub mod dot;
 mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod message;
 mod reply;
 mod session;

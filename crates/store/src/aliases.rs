@@ -318,9 +318,12 @@ fn parse_name(raw: &str) -> Result<String, &'static str> {
     if find_unquoted(raw, '@').is_some() {
         return Err("has a domain (aliases are local names)");
     }
-    LocalPart::parse(raw, true)
-        .map(|lp| lp.as_str().to_lowercase())
-        .map_err(|_| "is not a valid local part")
+    let name = LocalPart::parse(raw, true).map_err(|_| "is not a valid local part")?;
+    // `""` is a valid quoted local part that names no one.
+    if name.as_str().is_empty() {
+        return Err("is empty");
+    }
+    Ok(name.as_str().to_lowercase())
 }
 
 /// One target; `Err` explains a refusal or a syntax error.
@@ -330,24 +333,16 @@ fn parse_target(raw: &str) -> Result<Target, &'static str> {
     let unquoted = raw
         .strip_prefix('"')
         .and_then(|r| r.strip_suffix('"'))
-        .unwrap_or(raw)
-        .trim_start();
-    if unquoted.starts_with('|') {
-        return Err("refused: aliases never run programs");
-    }
-    if unquoted.starts_with('/') {
-        return Err("refused: aliases never write files");
-    }
-    if unquoted
-        .get(..9)
-        .is_some_and(|p| p.eq_ignore_ascii_case(":include:"))
-    {
-        return Err("refused: :include: files are not read");
-    }
+        .unwrap_or(raw);
+    refuse_program_file_include(unquoted)?;
     if let Some(user) = raw.strip_prefix('\\') {
-        return LocalPart::parse(user, true)
-            .map(|lp| Target::User(lp.user_key()))
-            .map_err(|_| "is not a valid local name");
+        let user = LocalPart::parse(user, true).map_err(|_| "is not a valid local name")?;
+        // `\|cmd` and `\/file` name the same things unescaped.
+        refuse_program_file_include(user.as_str())?;
+        if user.as_str().is_empty() {
+            return Err("is empty");
+        }
+        return Ok(Target::User(user.user_key()));
     }
     let bare = raw
         .strip_prefix('<')
@@ -358,9 +353,35 @@ fn parse_target(raw: &str) -> Result<Target, &'static str> {
             .map(Target::Remote)
             .map_err(|_| "is not a valid address");
     }
-    LocalPart::parse(bare, true)
-        .map(|lp| Target::Name(lp.user_key()))
-        .map_err(|_| "is not a valid local name (missing comma?)")
+    let name =
+        LocalPart::parse(bare, true).map_err(|_| "is not a valid local name (missing comma?)")?;
+    // A quoted pair can spell `|` too: `"\|cmd"`.
+    refuse_program_file_include(name.as_str())?;
+    // `""` is a valid quoted local part that names no one.
+    if name.as_str().is_empty() {
+        return Err("is empty");
+    }
+    Ok(Target::Name(name.user_key()))
+}
+
+/// Refuses a program (`|cmd`), a file (`/path`) or an include, judged on
+/// the target as written and again on the local name it unquotes to, so no
+/// escape can store one.
+fn refuse_program_file_include(target: &str) -> Result<(), &'static str> {
+    let target = target.trim_start();
+    if target.starts_with('|') {
+        return Err("refused: aliases never run programs");
+    }
+    if target.starts_with('/') {
+        return Err("refused: aliases never write files");
+    }
+    if target
+        .get(..9)
+        .is_some_and(|p| p.eq_ignore_ascii_case(":include:"))
+    {
+        return Err("refused: :include: files are not read");
+    }
+    Ok(())
 }
 
 /// Byte offset of the first `needle` outside double quotes.
@@ -556,6 +577,50 @@ mod tests {
         for bad in ["cmd", "file", "include", "q\""] {
             assert!(!debug.contains(bad), "{bad} stored: {debug}");
         }
+    }
+
+    /// Found by the `aliases` fuzz target (its proptest shrank it to
+    /// `a:\\/`): a backslash or a quoted pair spelt a refused target that
+    /// was then stored as a local user named `/…` or `|…`, against the
+    /// module's promise that such targets are never stored.
+    #[test]
+    fn escaped_refused_targets_are_never_stored() {
+        for target in [
+            "\\/",
+            "\\/etc/passwd",
+            "\\|cmd",
+            "\"\\|cmd\"",
+            "\"\\/file\"",
+            "\\\" |cmd\"",
+        ] {
+            let (table, warnings) = AliasTable::parse(&format!("a: {target}, ok"));
+            assert_eq!(
+                table.expand("a"),
+                Some(expansion(&["ok"], &[])),
+                "{target}: {warnings:?}"
+            );
+            assert!(
+                warnings.iter().any(|w| w.contains("refused")),
+                "{target}: {warnings:?}"
+            );
+        }
+    }
+
+    /// Found by the `aliases` fuzz target (crash input, base64, ends
+    /// `cXVvdGVkOiAiIixzd2QsIGFvbmsKCg==`: `quoted: "",swd, aonk`): the
+    /// empty quoted string `""` is a valid RFC 5321 local part, and became
+    /// an empty local user, and an alias name `""` an alias named `""`,
+    /// where an unquoted empty target or name is skipped.
+    #[test]
+    fn empty_quoted_names_and_targets_are_refused() {
+        let (table, warnings) = AliasTable::parse("a: \"\", \\\"\", ok\n\"\": b");
+        assert_eq!(table.expand("a"), Some(expansion(&["ok"], &[])));
+        assert_eq!(table.names().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(
+            warnings.iter().all(|w| w.contains("is empty")),
+            "{warnings:?}"
+        );
     }
 
     #[test]

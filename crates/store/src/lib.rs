@@ -11,6 +11,8 @@
 //! once it is on stable storage (file and directory fsync'd, or committed).
 
 pub mod aliases;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod password;
 pub mod queue;
 
