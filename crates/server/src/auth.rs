@@ -61,16 +61,20 @@ pub(crate) async fn verify(ctx: &Context, ip: IpAddr, user: &str, proof: Proof) 
 async fn check(record: Option<&User>, proof: Proof) -> bool {
     match (record, proof) {
         (Some(user), Proof::Sasl(Credential::Password(password))) => {
+            if cache::hit(&user.name, &user.password_hash, &password) {
+                return true;
+            }
             let hash = user.password_hash.clone();
-            tokio::task::spawn_blocking(move || password::verify(&hash, &password))
-                .await
-                .unwrap_or(false)
+            let ok = argon2_verify(hash, password.clone()).await;
+            if ok {
+                cache::insert(&user.name, &user.password_hash, &password);
+            }
+            ok
         }
         (None, Proof::Sasl(Credential::Password(password))) => {
             // Spend the same work on an unknown user as on a known one, so
             // response time does not reveal which names exist.
-            let hash = dummy_hash().to_string();
-            let _ = tokio::task::spawn_blocking(move || password::verify(&hash, &password)).await;
+            let _ = argon2_verify(dummy_hash().to_string(), password).await;
             false
         }
         (Some(user), Proof::Sasl(Credential::CramMd5 { challenge, digest })) => {
@@ -87,6 +91,105 @@ async fn check(record: Option<&User>, proof: Proof) -> bool {
             None => false,
         },
         (None, _) => false,
+    }
+}
+
+/// Runs one Argon2id verification on the blocking pool, at most as many at
+/// once as there are cores: each needs ~19 MiB, and more in parallel only
+/// adds memory, not throughput.
+async fn argon2_verify(hash: String, password: String) -> bool {
+    static LIMIT: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let limit = LIMIT.get_or_init(|| {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        tokio::sync::Semaphore::new(cores)
+    });
+    let Ok(_permit) = limit.acquire().await else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || password::verify(&hash, &password))
+        .await
+        .unwrap_or(false)
+}
+
+/// A short-lived cache of successful password checks, like Dovecot's
+/// auth_cache: a client that logs in every minute (POP3 polling) costs one
+/// Argon2id verification per TTL instead of one per login. Only successes
+/// are cached, keyed by user and stored hash (a password change misses),
+/// and the password itself is kept only as an HMAC-SHA-256 under a random
+/// per-process key, never in clear.
+mod cache {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    const TTL: Duration = Duration::from_secs(300);
+    const MAX_ENTRIES: usize = 100_000;
+
+    struct Entry {
+        stored_hash: String,
+        digest: Vec<u8>,
+        at: Instant,
+    }
+
+    fn table() -> &'static Mutex<HashMap<String, Entry>> {
+        static TABLE: OnceLock<Mutex<HashMap<String, Entry>>> = OnceLock::new();
+        TABLE.get_or_init(|| Mutex::new(HashMap::new()))
+    }
+
+    fn digest(password: &str) -> Vec<u8> {
+        static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+        let key = KEY.get_or_init(rand::random);
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+            return Vec::new();
+        };
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    pub(super) fn hit(user: &str, stored_hash: &str, password: &str) -> bool {
+        let table = table().lock().unwrap_or_else(|p| p.into_inner());
+        match table.get(user) {
+            Some(e)
+                if e.stored_hash == stored_hash && e.at.elapsed() < TTL && !e.digest.is_empty() =>
+            {
+                crate::sasl::constant_time_eq(&e.digest, &digest(password))
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn insert(user: &str, stored_hash: &str, password: &str) {
+        let mut table = table().lock().unwrap_or_else(|p| p.into_inner());
+        if table.len() >= MAX_ENTRIES {
+            table.retain(|_, e| e.at.elapsed() < TTL);
+        }
+        table.insert(
+            user.to_string(),
+            Entry {
+                stored_hash: stored_hash.to_string(),
+                digest: digest(password),
+                at: Instant::now(),
+            },
+        );
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn hits_only_the_same_password_and_hash() {
+            insert("cache-test", "$hash1", "secret");
+            assert!(hit("cache-test", "$hash1", "secret"));
+            assert!(!hit("cache-test", "$hash1", "Secret"), "another password");
+            assert!(!hit("cache-test", "$hash2", "secret"), "password changed");
+            assert!(!hit("nobody", "$hash1", "secret"));
+        }
     }
 }
 
