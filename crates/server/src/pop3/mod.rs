@@ -156,9 +156,12 @@ async fn session(
                         Ok(reader) => {
                             metrics::counter!("mailroom_pop3_retrievals_total").increment(1);
                             session.retrieve_ok();
+                            // The status line goes out in the same write as the
+                            // start of the message: one packet for a small one.
                             let head = session.take_output();
-                            stream.write_all(&head, io_timeout).await?;
-                            send_message(&mut stream, reader, top_lines, io_timeout).await?;
+                            let size = drop.messages().get(index).map_or(0, |m| m.size);
+                            send_message(&mut stream, head, reader, size, top_lines, io_timeout)
+                                .await?;
                         }
                         Err(err) => {
                             tracing::warn!(error = %err, index, "message unreadable");
@@ -234,14 +237,21 @@ async fn session(
 /// ".CRLF"; for TOP only the header and the first `top_lines` body lines.
 async fn send_message(
     stream: &mut Stream,
+    head: Vec<u8>,
     mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    size: u64,
     top_lines: Option<u64>,
     timeout: Duration,
 ) -> std::io::Result<()> {
+    const CHUNK: usize = 64 * 1024;
     let mut stuffer = ByteStuffer::new();
     let mut top = top_lines.map(TopFilter::new);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::with_capacity(66 * 1024);
+    // Sized to the message when it is small; `size + 1` lets the first read
+    // also see end of file.
+    let want = usize::try_from(size).map_or(CHUNK, |s| s.saturating_add(1).min(CHUNK));
+    let mut buf = vec![0u8; want];
+    let mut out = head;
+    out.reserve(want + want / 32 + 8);
     loop {
         let n = reader.read(&mut buf).await?;
         if n == 0 {
