@@ -92,6 +92,9 @@ pub(crate) struct RawQueue {
     pub max_connections_per_destination: Option<usize>,
     /// Deliveries in progress at once.
     pub max_workers: Option<usize>,
+    /// How long a claim on a queue entry lasts without renewal, e.g. "10m":
+    /// how soon another node takes over the work of one that died.
+    pub lease: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -360,6 +363,13 @@ impl Settings {
         }
         if let Some(n) = queue.max_workers {
             mta.max_workers = n.max(1);
+        }
+        if let Some(lease) = queue.lease {
+            let lease = parse_duration(&lease).context("queue.lease")?;
+            if lease.is_zero() {
+                bail!("queue.lease: must be at least 1s");
+            }
+            mta.lease = lease;
         }
         let metrics = match args.metrics.clone().or(file.metrics.clone()) {
             None => None,
