@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mailroom_mime::{attachments, describe};
-
-const PYTHON_CORPUS: &str = "/usr/lib/python3.11/test/test_email/data";
+use mailroom_testkit::corpus;
 
 /// Files where our tree and Python's differ for a good reason, by file name
 /// relative to its corpus root, with the reason. The test fails when a
@@ -207,74 +206,30 @@ fn mime_tree_agrees_with_python() {
 /// is missing.
 fn corpus_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let python = Path::new(PYTHON_CORPUS);
-    if python.is_dir() {
-        files.extend(
-            walk(python)
-                .into_iter()
-                .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("msg_")),
-        );
-    } else {
-        skip(&format!(
-            "{PYTHON_CORPUS} missing (apt-get install libpython3.11-testsuite)"
-        ));
+    match corpus::python_email_messages() {
+        Some(found) => files.extend(found),
+        None => skip(&format!(
+            "{} missing (apt-get install libpython3.11-testsuite)",
+            corpus::PYTHON_EMAIL_DATA
+        )),
     }
-    match mail_parser_resources() {
-        Some(dir) => files.extend(
-            walk(&dir)
-                .into_iter()
-                .filter(|p| p.extension().is_some_and(|e| e == "eml")),
-        ),
+    match corpus::mail_parser_messages() {
+        Some(found) => files.extend(found),
         None => skip("mail-parser-0.11.9/resources not found in the cargo registry"),
     }
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-    files.extend(
-        walk(&golden)
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "eml")),
-    );
+    files.extend(corpus::eml_files(&golden));
     files.sort();
     println!("corpus: {} files", files.len());
     files
 }
 
-/// `$CARGO_HOME/registry/src/*/mail-parser-0.11.9/resources/eml`.
-fn mail_parser_resources() -> Option<PathBuf> {
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))?;
-    fs::read_dir(cargo_home.join("registry/src"))
-        .ok()?
-        .filter_map(|entry| entry.ok())
-        .map(|entry| entry.path().join("mail-parser-0.11.9/resources/eml"))
-        .find(|dir| dir.is_dir())
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.filter_map(|e| e.ok()) {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 /// `python/msg_01.txt`, `mail-parser/rfc/001.eml`, `golden/rfc/x.eml`.
 fn corpus_name(path: &Path) -> String {
+    if let Some(name) = corpus::corpus_name(path) {
+        return name;
+    }
     let text = path.to_string_lossy();
-    if let Some(rest) = text.strip_prefix(PYTHON_CORPUS) {
-        return format!("python{rest}");
-    }
-    if let Some((_, rest)) = text.split_once("mail-parser-0.11.9/resources/eml") {
-        return format!("mail-parser{rest}");
-    }
     if let Some((_, rest)) = text.split_once("testdata") {
         return format!("golden{rest}");
     }

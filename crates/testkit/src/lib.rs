@@ -4,7 +4,10 @@
 //! - [`dns`]: an in-process DNS server answering from a table (MX, A,
 //!   AAAA, TXT, NXDOMAIN, SERVFAIL, timeouts) for routing tests.
 //! - [`MemoryQueue`]: an in-memory `QueueStore`.
+//! - [`corpus`]: where the external mail corpora (CPython's email test
+//!   data, mail-parser's .eml files) are on this machine.
 
+pub mod corpus;
 pub mod dns;
 mod queue;
 
