@@ -77,11 +77,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mailroom_pop3_proto::{
     Capabilities, ClientConfig, ClientEvent, ClientSession, CommandKind, SendError, UidEntry,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
+use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -675,19 +673,14 @@ pub(crate) fn tls_config(
     ca: Option<&Path>,
     insecure: bool,
 ) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    if insecure {
+        // Any certificate, but the handshake signatures are still checked.
+        return mailroom_mta::tls::opportunistic_client_config().context("setting up TLS");
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let algorithms = provider.signature_verification_algorithms;
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("setting up TLS")?;
-    if insecure {
-        return Ok(Arc::new(
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoCertificateCheck { algorithms }))
-                .with_no_client_auth(),
-        ));
-    }
     let mut roots = RootCertStore::empty();
     if let Some(bundle) = system_bundle() {
         // A bundle we cannot read is not fatal: --ca may be all we need.
@@ -733,48 +726,6 @@ fn system_bundle() -> Option<PathBuf> {
     .into_iter()
     .map(PathBuf::from)
     .find(|p| p.is_file())
-}
-
-/// `--insecure`: accepts any certificate, but still checks the handshake
-/// signatures, so the session is at least bound to the key shown.
-#[derive(Debug)]
-struct NoCertificateCheck {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for NoCertificateCheck {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -61,7 +61,7 @@ pub mod dsn;
 mod local;
 mod outcome;
 mod route;
-mod tls;
+pub mod tls;
 
 pub use agent::{Mta, MtaError};
 pub use config::MtaConfig;

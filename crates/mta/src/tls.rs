@@ -19,7 +19,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 /// A client configuration (ring provider, safe default versions) that
 /// accepts any server certificate but still checks the handshake
 /// signatures, so the session keys are bound to the key the server showed.
-pub(crate) fn opportunistic_client_config() -> Result<Arc<ClientConfig>, rustls::Error> {
+/// Also what `mailroom fetch --insecure` uses for self-signed test servers.
+pub fn opportunistic_client_config() -> Result<Arc<ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let algorithms = provider.signature_verification_algorithms;
     let config = ClientConfig::builder_with_provider(provider)
