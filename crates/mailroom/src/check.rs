@@ -7,12 +7,10 @@ use anyhow::bail;
 use crate::cli::{Cli, ServeArgs};
 use crate::config::{RawConfig, Settings};
 
-/// The annotated example: every key with its default. A unit test parses
-/// and resolves it, so it cannot drift from what the code accepts.
-pub(crate) const EXAMPLE: &str = include_str!("../../../mailroom.example.toml");
-
+/// Prints the annotated example generated from the key table
+/// (config_keys.rs), which tests tie to what the code accepts and defaults to.
 pub(crate) fn example() -> anyhow::Result<()> {
-    print!("{EXAMPLE}");
+    print!("{}", crate::config_keys::example());
     Ok(())
 }
 
@@ -78,7 +76,8 @@ mod tests {
 
     #[test]
     fn example_is_clean_and_bad_configs_name_their_keys() {
-        assert!(problems(EXAMPLE).is_empty(), "{:?}", problems(EXAMPLE));
+        let example = crate::config_keys::example();
+        assert!(problems(&example).is_empty(), "{:?}", problems(&example));
         let bad = "hostnme = \"x\"\n[listen]\nsmtp = \"nonsense\"\n[smtp]\nvrfy = 3\n";
         let found = problems(bad);
         assert!(found.iter().any(|p| p.starts_with("hostnme")), "{found:?}");

@@ -7,6 +7,7 @@
 mod check;
 mod cli;
 mod config;
+mod config_keys;
 mod fetch;
 mod headers;
 mod local_delivery;
