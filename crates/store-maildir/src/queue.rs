@@ -105,6 +105,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use mailroom_queue::envelope;
+use mailroom_store::names::valid_queue_id;
 use mailroom_store::{IncomingMessage, QueueEntry, QueueStore, StoreError};
 use rustix::fs::FlockOperation;
 use rustix::io::Errno;
@@ -188,7 +189,7 @@ impl QueueStore for MaildirQueue {
         entry: &QueueEntry,
         message: &IncomingMessage,
     ) -> Result<(), StoreError> {
-        if !valid_id(&entry.id) {
+        if !valid_queue_id(&entry.id) {
             return Err(StoreError::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("invalid queue id {:?}", entry.id),
@@ -238,7 +239,7 @@ impl QueueStore for MaildirQueue {
     }
 
     async fn get(&self, id: &str) -> Result<Option<QueueEntry>, StoreError> {
-        if !valid_id(id) {
+        if !valid_queue_id(id) {
             return Ok(None);
         }
         let id = id.to_string();
@@ -265,7 +266,7 @@ impl QueueStore for MaildirQueue {
     }
 
     async fn message(&self, id: &str) -> Result<Vec<u8>, StoreError> {
-        if !valid_id(id) {
+        if !valid_queue_id(id) {
             return Err(StoreError::NoSuchMessage);
         }
         let path = self.inner.msg_dir.join(id);
@@ -277,7 +278,7 @@ impl QueueStore for MaildirQueue {
     }
 
     async fn update(&self, entry: &QueueEntry) -> Result<(), StoreError> {
-        if !valid_id(&entry.id) {
+        if !valid_queue_id(&entry.id) {
             return Err(StoreError::NoSuchMessage);
         }
         let entry = entry.clone();
@@ -285,7 +286,7 @@ impl QueueStore for MaildirQueue {
     }
 
     async fn remove(&self, id: &str) -> Result<(), StoreError> {
-        if !valid_id(id) {
+        if !valid_queue_id(id) {
             return Err(StoreError::NoSuchMessage);
         }
         let id = id.to_string();
@@ -518,7 +519,7 @@ impl Inner {
         for dirent in fs::read_dir(&self.env_dir)? {
             let dirent = dirent?;
             let name = dirent.file_name();
-            let Some(id) = name.to_str().filter(|n| valid_id(n)) else {
+            let Some(id) = name.to_str().filter(|n| valid_queue_id(n)) else {
                 continue;
             };
             let meta = match dirent.metadata() {
@@ -863,7 +864,7 @@ fn files(dir: &Path) -> io::Result<HashSet<String>> {
     for dirent in fs::read_dir(dir)? {
         let dirent = dirent?;
         if let Ok(name) = dirent.file_name().into_string()
-            && valid_id(&name)
+            && valid_queue_id(&name)
             && dirent.file_type()?.is_file()
         {
             out.insert(name);
@@ -898,15 +899,6 @@ fn remove_if_exists(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// Queue ids become file names: 1–128 of `[A-Za-z0-9._-]`, no leading dot.
-fn valid_id(id: &str) -> bool {
-    (1..=MAX_ID_LEN).contains(&id.len())
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 fn join_error(e: tokio::task::JoinError) -> StoreError {
     StoreError::Io(io::Error::other(format!("queue task failed: {e}")))
 }
@@ -922,7 +914,6 @@ const QUEUE: &str = "queue";
 const MSG: &str = "msg";
 const ENV: &str = "env";
 const TMP: &str = "tmp";
-const MAX_ID_LEN: usize = 128;
 /// How old a file in `tmp/`, or a message without an envelope, must be
 /// before `open` removes it: far longer than any enqueue takes, so one
 /// still running in another process is never touched.

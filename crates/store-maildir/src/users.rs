@@ -10,10 +10,10 @@
 //! user without a secret; running the command again settles it.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub(crate) use mailroom_store::names::{canonical_user_name as canonical_name, check_value};
 use mailroom_store::{StoreError, User};
 use rustix::fs::FlockOperation;
 
@@ -105,36 +105,6 @@ impl UserFiles {
         }
         Ok((version, map))
     }
-}
-
-/// Checks a user name and returns its canonical (lower-case) form: 1 to 64
-/// characters of `[a-z0-9._-]`, not starting with `.` (a hidden file, or
-/// `..`) or `-` (an option to a shell tool). The name becomes a directory
-/// under `mail/`, so this is also what keeps paths inside the data dir.
-pub(crate) fn canonical_name(name: &str) -> Result<String, StoreError> {
-    let lower = name.to_ascii_lowercase();
-    let ok = (1..=64).contains(&lower.len())
-        && !lower.starts_with(['.', '-'])
-        && lower
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    if ok {
-        Ok(lower)
-    } else {
-        Err(StoreError::InvalidName(name.escape_debug().to_string()))
-    }
-}
-
-/// Refuses a value that would break the line format.
-pub(crate) fn check_value(what: &str, value: &str) -> Result<(), StoreError> {
-    if value.is_empty() || value.contains(['\n', '\r']) {
-        // The value itself is never echoed: it is a hash or a secret.
-        return Err(StoreError::Io(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{what} is empty or contains a line break"),
-        )));
-    }
-    Ok(())
 }
 
 fn secrets_of(map: &UserMap) -> Vec<(&str, &str)> {

@@ -4,6 +4,7 @@
 use std::io;
 
 use mailroom_queue::envelope;
+use mailroom_store::names::valid_queue_id;
 use mailroom_store::{IncomingMessage, QueueEntry, QueueStore, StoreError};
 use sqlx::Row as _;
 
@@ -16,7 +17,7 @@ impl QueueStore for PgStore {
         entry: &QueueEntry,
         message: &IncomingMessage,
     ) -> Result<(), StoreError> {
-        if !valid_id(&entry.id) {
+        if !valid_queue_id(&entry.id) {
             return Err(invalid_input(format!("invalid queue id {:?}", entry.id)));
         }
         let failed = |e| db_error("queueing a message", e);
@@ -71,7 +72,7 @@ impl QueueStore for PgStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<QueueEntry>, StoreError> {
-        if !valid_id(id) {
+        if !valid_queue_id(id) {
             return Ok(None);
         }
         let text: Option<String> =
@@ -84,7 +85,7 @@ impl QueueStore for PgStore {
     }
 
     async fn message(&self, id: &str) -> Result<Vec<u8>, StoreError> {
-        if !valid_id(id) {
+        if !valid_queue_id(id) {
             return Err(StoreError::NoSuchMessage);
         }
         let data: Option<Vec<u8>> =
@@ -97,7 +98,7 @@ impl QueueStore for PgStore {
     }
 
     async fn update(&self, entry: &QueueEntry) -> Result<(), StoreError> {
-        if !valid_id(&entry.id) {
+        if !valid_queue_id(&entry.id) {
             return Err(StoreError::NoSuchMessage);
         }
         // A row deleted meanwhile stays deleted: an UPDATE cannot bring it
@@ -121,7 +122,7 @@ impl QueueStore for PgStore {
     }
 
     async fn remove(&self, id: &str) -> Result<(), StoreError> {
-        if !valid_id(id) {
+        if !valid_queue_id(id) {
             return Err(StoreError::NoSuchMessage);
         }
         // queue_messages goes with it (ON DELETE CASCADE), in one statement.
@@ -211,16 +212,3 @@ fn parse(id: &str, text: &str) -> Result<QueueEntry, StoreError> {
     }
     Ok(entry)
 }
-
-/// Queue ids: 1–128 of `[A-Za-z0-9._-]`, not starting with `.`: the embedded
-/// engine's rule (its ids are file names), kept so both engines accept the
-/// same ids.
-fn valid_id(id: &str) -> bool {
-    (1..=MAX_ID_LEN).contains(&id.len())
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-const MAX_ID_LEN: usize = 128;

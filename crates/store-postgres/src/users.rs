@@ -1,10 +1,10 @@
 //! The user directory (`users`, `user_secrets`) and the alias table
 //! (`aliases`).
 
-use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub(crate) use mailroom_store::names::{canonical_user_name as canonical_name, check_value};
 use mailroom_store::{AliasTable, NewUser, StoreError, User, UserDb};
 use sqlx::Row as _;
 
@@ -178,37 +178,6 @@ impl UserDb for PgStore {
         cache.loaded = Some(Instant::now());
         Ok(Arc::clone(&cache.table))
     }
-}
-
-/// Checks a user name and returns its canonical (lower-case) form: 1 to 64
-/// characters of `[a-z0-9._-]`, not starting with `.` or `-`. The same rule
-/// as the embedded engine's (where the name is a directory), so users can
-/// move between engines and both answer alike.
-pub(crate) fn canonical_name(name: &str) -> Result<String, StoreError> {
-    let lower = name.to_ascii_lowercase();
-    let ok = (1..=64).contains(&lower.len())
-        && !lower.starts_with(['.', '-'])
-        && lower
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    if ok {
-        Ok(lower)
-    } else {
-        Err(StoreError::InvalidName(name.escape_debug().to_string()))
-    }
-}
-
-/// Refuses an empty value or one with a line break, as the embedded engine
-/// does (its files are line-based), so both engines accept the same users.
-fn check_value(what: &str, value: &str) -> Result<(), StoreError> {
-    if value.is_empty() || value.contains(['\n', '\r', '\0']) {
-        // The value itself is never echoed: it is a hash or a secret.
-        return Err(StoreError::Io(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{what} is empty or contains a line break"),
-        )));
-    }
-    Ok(())
 }
 
 fn user_from_row(row: &sqlx::postgres::PgRow) -> Result<User, StoreError> {

@@ -13,6 +13,7 @@
 pub mod aliases;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod names;
 pub mod password;
 pub mod queue;
 
