@@ -501,6 +501,44 @@ struct Job {
     reply: oneshot::Sender<Vec<Attempt>>,
 }
 
+/// Keeps the claim on a queue entry alive while its delivery runs, renewing
+/// it every third of the lease, so a delivery slower than one lease (a
+/// slow receiver, a big message) is not handed to another node or worker
+/// meanwhile; a node that dies stops renewing and loses the claim within
+/// one lease. Stops when dropped.
+struct ClaimRenewal(tokio::task::JoinHandle<()>);
+
+impl ClaimRenewal {
+    fn start(queue: Arc<dyn QueueStore>, id: &str, lease: std::time::Duration) -> ClaimRenewal {
+        let secs = lease.as_secs().max(1);
+        let every = std::time::Duration::from_secs(secs) / 3;
+        let id = id.to_string();
+        ClaimRenewal(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match queue.renew_claim(&id, unix_now(), secs).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(queue_id = %id, "lost the claim on a queue entry during its delivery; it may be delivered twice");
+                        return;
+                    }
+                    // The next renewal may get through (the lease has two
+                    // more thirds to run).
+                    Err(error) => {
+                        tracing::warn!(queue_id = %id, %error, "cannot renew the claim on a queue entry")
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for ClaimRenewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Delivers one claimed queue entry and records the results.
 struct EntryTask {
     mta: Arc<Mta>,
@@ -513,6 +551,7 @@ struct EntryTask {
 impl EntryTask {
     async fn run(self, mut entry: QueueEntry) {
         let started = unix_now();
+        let renewal = ClaimRenewal::start(self.queue.clone(), &entry.id, self.mta.config.lease);
         let message = match self.queue.message(&entry.id).await {
             Ok(message) => Arc::new(message),
             Err(error) => {
@@ -591,6 +630,8 @@ impl EntryTask {
         for (index, attempt) in &results {
             log_attempt(&entry.id, &entry.recipients[*index].address, attempt);
         }
+        // `record` ends the claim; a renewal after it would find none.
+        drop(renewal);
         self.record(&mut entry, results, &message).await;
         let EntryTask { mta, permit, .. } = self;
         drop(permit);

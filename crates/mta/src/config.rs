@@ -51,10 +51,12 @@ pub struct MtaConfig {
     /// How often the queue is polled for due entries when nobody calls
     /// [`crate::Mta::notify`]. Default: 1 second.
     pub poll_interval: Duration,
-    /// How long a claim on a queue entry lasts; an agent that dies loses
-    /// its claims after this (RFC 5321 §4.5.4.1 allows the duplicate that
-    /// may follow). Default: 10 minutes, longer than any one delivery's
-    /// RFC 5321 §4.5.3.2 timeouts add up to in practice.
+    /// How long a claim on a queue entry lasts without renewal; it is
+    /// renewed every third of this while the delivery runs, so an agent
+    /// that dies loses its claims within one lease and another node takes
+    /// the work over (RFC 5321 §4.5.4.1 allows the duplicate that may
+    /// follow). Whole seconds, at least one. Default: 10 minutes
+    /// (`[queue] lease`).
     pub lease: Duration,
     /// How long an idle connection is kept open for more mail to the same
     /// destination. Default: 5 seconds (Postfix caches for 2): long enough

@@ -752,6 +752,44 @@ async fn shutdown_returns_within_the_drain_timeout() {
     hold.abort();
 }
 
+#[tokio::test]
+async fn a_long_delivery_keeps_its_claim() {
+    let dns = DnsServer::start(Zone::new());
+    // A receiver that accepts and never greets: the delivery outlasts its
+    // lease several times over.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let config = mailroom_mta::MtaConfig {
+        relay_map: vec![("*".into(), format!("127.0.0.1:{port}"))],
+        lease: Duration::from_secs(2),
+        drain_timeout: Duration::from_millis(300),
+        ..test_config(dns.addr(), 25)
+    };
+    let harness = Harness::start(
+        config,
+        TestLocal::new(&[]),
+        vec![entry(
+            "q1",
+            Some("alice@origin.example"),
+            &["bob@example.net"],
+        )],
+    )
+    .await;
+    eventually("claimed", || harness.queue.is_claimed("q1", now())).await;
+    // Three leases later: renewed all along, so never claimed again.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(harness.queue.is_claimed("q1", now()));
+    assert_eq!(harness.queue.claims(), 1, "the entry was claimed again");
+    harness.stop().await;
+    hold.abort();
+}
+
 #[test]
 fn default_config_builds() {
     let runtime = tokio::runtime::Builder::new_current_thread()

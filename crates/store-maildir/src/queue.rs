@@ -302,6 +302,24 @@ impl QueueStore for MaildirQueue {
         self.blocking(move |inner| inner.claim_due(now, limit, lease_secs))
             .await
     }
+
+    async fn renew_claim(&self, id: &str, now: i64, lease_secs: u64) -> Result<bool, StoreError> {
+        // Claims live in this process's index only: no file to touch, but
+        // the index lock may be held by a scan, hence the blocking pool.
+        let lease = i64::try_from(lease_secs).unwrap_or(i64::MAX);
+        let id = id.to_string();
+        self.blocking(move |inner| {
+            let mut index = inner.lock_index();
+            Ok(match index.entries.get_mut(&id) {
+                Some(slot) if slot.claimed_until.is_some() => {
+                    slot.claimed_until = Some(now.saturating_add(lease));
+                    true
+                }
+                _ => false,
+            })
+        })
+        .await
+    }
 }
 
 impl std::fmt::Debug for MaildirQueue {

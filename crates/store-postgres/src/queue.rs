@@ -190,6 +190,25 @@ impl QueueStore for PgStore {
         claimed.sort_by(|a, b| (a.0, a.1, &a.2.id).cmp(&(b.0, b.1, &b.2.id)));
         Ok(claimed.into_iter().map(|(_, _, entry)| entry).collect())
     }
+
+    async fn renew_claim(&self, id: &str, now: i64, lease_secs: u64) -> Result<bool, StoreError> {
+        if !valid_id(id) {
+            return Ok(false);
+        }
+        let until = now.saturating_add(i64::try_from(lease_secs).unwrap_or(i64::MAX));
+        // Ours only while claimed_by still names this node: `update` and
+        // `remove` clear it, another node's claim replaces it.
+        let renewed = sqlx::query(
+            "UPDATE queue_entries SET claimed_until = $3 WHERE id = $1 AND claimed_by = $2",
+        )
+        .bind(id)
+        .bind(self.node())
+        .bind(until)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(|e| db_error("renewing a queue claim", e))?;
+        Ok(renewed.rows_affected() == 1)
+    }
 }
 
 fn id_and_envelope(row: &sqlx::postgres::PgRow) -> Result<(String, String), StoreError> {

@@ -201,6 +201,7 @@ suite!(
     queue_update_is_seen_by_other_nodes,
     queue_remove_is_final,
     claim_due_hands_out_each_due_entry_once_per_lease,
+    renew_claim_extends_a_live_claim_only,
 );
 
 // ---------------------------------------------------------------------------
@@ -1041,6 +1042,43 @@ async fn claim_due_hands_out_each_due_entry_once_per_lease(h: &Harness) {
     );
 }
 
+async fn renew_claim_extends_a_live_claim_only(h: &Harness) {
+    let queue = &h.node.queue;
+    let msg = queued(b"x\r\n");
+    queue.enqueue(&entry("SLOW", NOW), &msg).await.unwrap();
+    queue.enqueue(&entry("QUICK", NOW + 1), &msg).await.unwrap();
+    // Not claimed yet, or unknown: nothing to renew.
+    assert!(!queue.renew_claim("SLOW", NOW, 60).await.unwrap());
+    assert!(!queue.renew_claim("NOPE", NOW, 60).await.unwrap());
+    assert!(!queue.renew_claim("../x", NOW, 60).await.unwrap());
+
+    assert_eq!(
+        ids(&queue.claim_due(NOW + 1, 10, 60).await.unwrap()),
+        ["SLOW", "QUICK"]
+    );
+    // Renewed at NOW+50 for 60 s: still claimed at NOW+100, free at NOW+110.
+    assert!(queue.renew_claim("SLOW", NOW + 50, 60).await.unwrap());
+    assert_eq!(
+        ids(&queue.claim_due(NOW + 100, 10, 60).await.unwrap()),
+        ["QUICK"]
+    );
+    assert!(queue.claim_due(NOW + 109, 10, 60).await.unwrap().is_empty());
+    assert_eq!(
+        ids(&queue.claim_due(NOW + 110, 10, 60).await.unwrap()),
+        ["SLOW"]
+    );
+    // An update ends the claim: a late renewal does not bring it back.
+    queue.update(&entry("SLOW", NOW)).await.unwrap();
+    assert!(!queue.renew_claim("SLOW", NOW + 111, 60).await.unwrap());
+    assert_eq!(
+        ids(&queue.claim_due(NOW + 111, 10, 60).await.unwrap()),
+        ["SLOW"]
+    );
+    // Nor a removal.
+    queue.remove("QUICK").await.unwrap();
+    assert!(!queue.renew_claim("QUICK", NOW + 111, 60).await.unwrap());
+}
+
 // ---------------------------------------------------------------------------
 // PostgreSQL only: what depends on the database being shared by nodes.
 
@@ -1108,6 +1146,26 @@ mod postgres_only {
         // Earliest next attempt first.
         assert_eq!(taken[0].id, format!("Q{:03}", n - 1));
         finish(db, &[&b]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_taken_over_cannot_be_renewed() {
+        let Some((db, a)) = setup().await else { return };
+        let b = PgStore::connect_with(&db.url, pg_options()).await.unwrap();
+        a.enqueue(&entry("Q1", NOW), &queued(b"x\r\n"))
+            .await
+            .unwrap();
+        assert_eq!(ids(&a.claim_due(NOW, 10, 60).await.unwrap()), ["Q1"]);
+        // Renewed by a: b cannot take it at the old lease's end.
+        assert!(a.renew_claim("Q1", NOW + 30, 60).await.unwrap());
+        assert!(!b.renew_claim("Q1", NOW + 30, 60).await.unwrap());
+        assert!(b.claim_due(NOW + 60, 10, 60).await.unwrap().is_empty());
+        // a stalls past its lease; b takes over, and a's renewal now fails.
+        assert_eq!(ids(&b.claim_due(NOW + 90, 10, 60).await.unwrap()), ["Q1"]);
+        assert!(!a.renew_claim("Q1", NOW + 91, 60).await.unwrap());
+        assert!(a.claim_due(NOW + 140, 10, 60).await.unwrap().is_empty());
+        assert!(b.renew_claim("Q1", NOW + 140, 60).await.unwrap());
+        finish(db, &[&a, &b]).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

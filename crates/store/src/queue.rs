@@ -129,4 +129,11 @@ pub trait QueueStore: Send + Sync {
         limit: usize,
         lease_secs: u64,
     ) -> Result<Vec<QueueEntry>, StoreError>;
+
+    /// Extends this claimant's claim on `id` to `now + lease_secs`, so a
+    /// delivery that runs longer than one lease is not handed to another
+    /// claimant meanwhile. `Ok(false)`: the entry is no longer claimed by
+    /// us (updated, removed, or its lease ran out and someone else claimed
+    /// it), so another delivery of it may be under way.
+    async fn renew_claim(&self, id: &str, now: i64, lease_secs: u64) -> Result<bool, StoreError>;
 }

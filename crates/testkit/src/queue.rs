@@ -18,6 +18,8 @@ struct Inner {
     items: BTreeMap<u64, Item>,
     next_seq: u64,
     enqueued: usize,
+    /// Claims handed out by `claim_due`, over all entries.
+    claims: usize,
     removed: Vec<String>,
 }
 
@@ -67,6 +69,12 @@ impl MemoryQueue {
     /// How many entries were ever enqueued.
     pub fn enqueued(&self) -> usize {
         self.lock().enqueued
+    }
+
+    /// How many claims `claim_due` ever handed out (an entry claimed again
+    /// after its lease ran out counts twice).
+    pub fn claims(&self) -> usize {
+        self.lock().claims
     }
 
     /// Ids removed so far, in order.
@@ -176,7 +184,20 @@ impl QueueStore for MemoryQueue {
                 out.push(item.entry.clone());
             }
         }
+        inner.claims += out.len();
         Ok(out)
+    }
+
+    async fn renew_claim(&self, id: &str, now: i64, lease_secs: u64) -> Result<bool, StoreError> {
+        let lease = i64::try_from(lease_secs).unwrap_or(i64::MAX);
+        let mut inner = self.lock();
+        match inner.find_mut(id) {
+            Some(item) if item.claimed_until.is_some() => {
+                item.claimed_until = Some(now.saturating_add(lease));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
