@@ -192,7 +192,7 @@ impl QueueStore for PgStore {
     }
 
     async fn renew_claim(&self, id: &str, now: i64, lease_secs: u64) -> Result<bool, StoreError> {
-        if !valid_id(id) {
+        if !valid_queue_id(id) {
             return Ok(false);
         }
         let until = now.saturating_add(i64::try_from(lease_secs).unwrap_or(i64::MAX));
