@@ -919,3 +919,149 @@ fn tls_sessions_end_with_close_notify() {
         );
     }
 }
+
+/// Submission on instance A without AUTH (refused), then with STARTTLS +
+/// AUTH PLAIN as alice to bob@b.test, a domain of instance B; then poplib
+/// STLS at B waits for bob's copy and retrieves it.
+const SUBMIT_RELAY_SCRIPT: &str = r#"
+host = "127.0.0.1"; sub = int(sys.argv[1]); pop = int(sys.argv[2]); pw = sys.argv[3]
+msg = open(sys.argv[4], "rb").read()
+
+s = smtplib.SMTP(host, sub, timeout=T)
+s.starttls(context=CTX)
+s.ehlo("client.test")
+code, resp = s.docmd("MAIL", "FROM:<alice@example.test>")
+print(f"noauth-mail={code} {resp.decode()}")
+s.quit()
+
+s = smtplib.SMTP(host, sub, timeout=T)
+print(f"starttls={s.starttls(context=CTX)[0]}")
+s.ehlo("client.test")
+s.user, s.password = "alice", pw
+print(f"auth={s.auth('PLAIN', s.auth_plain)[0]}")
+print(f"refused={len(s.sendmail('alice@example.test', ['bob@b.test'], msg))}")
+s.quit()
+
+deadline = time.time() + 30
+while True:
+    p = poplib.POP3(host, pop, timeout=T)
+    print("stls=" + p.stls(context=CTX).decode()[:3])
+    p.user("bob")
+    print("pass=" + p.pass_(pw).decode()[:3])
+    n, _ = p.stat()
+    if n >= 1 or time.time() > deadline:
+        break
+    p.quit()
+    time.sleep(0.3)
+print(f"count={n}")
+if n >= 1:
+    resp, lines, octets = p.retr(1)
+    open(sys.argv[5], "wb").write(b"\r\n".join(lines) + b"\r\n")
+p.quit()
+"#;
+
+#[test]
+fn authenticated_submission_is_relayed_to_another_instance_and_retrieved_there() {
+    if !require_tool("python3") {
+        return;
+    }
+    // B: the destination, local domain b.test, POP3 for bob.
+    let b = Env::with(
+        "tls-relay-b",
+        ServerOptions {
+            extra_args: vec!["--domain".into(), "b.test".into()],
+            ..opts(&["smtp", "pop3"])
+        },
+    );
+    // A: submission and the public SMTP port; loopback is not trusted (no
+    // trusted_networks), so only an authenticated client may relay.
+    let a = Env::with(
+        "tls-relay-a",
+        ServerOptions {
+            extra_args: vec![
+                "--relay-map".into(),
+                format!("b.test=127.0.0.1:{}", b.smtp().port()),
+            ],
+            ..opts(&["smtp", "submission"])
+        }
+        .config("[queue]\nretry_schedule = [\"1s\"]\n"),
+    );
+
+    // The public port of A refuses to relay for an unauthenticated client
+    // (RFC 5321 §3.6.2), before any message text.
+    let mut smtp = a.connect();
+    smtp.ehlo("client.test");
+    smtp.ok("MAIL FROM:<alice@example.test>", 250);
+    smtp.cmd("RCPT TO:<bob@b.test>")
+        .expect(550, "5.7.1", "relay on A's public port without AUTH");
+    smtp.quit();
+
+    let msg = common::crlf(
+        "From: Alice <alice@example.test>\n\
+         To: Bob <bob@b.test>\n\
+         Subject: submitted with AUTH, relayed to B\n\
+         Message-ID: <submit-relay-1@example.test>\n\
+         Date: Thu, 27 Nov 2025 12:00:00 +0000\n\
+         \n\
+         Submitted on A with STARTTLS and AUTH PLAIN.\n\
+         .a line starting with a dot\n\
+         \n\
+         Last line, trailing spaces   \n",
+    );
+    let msg_file = a.dir.write("msg.eml", &msg);
+    let out = a.dir.path().join("retrieved-at-b");
+    let r = run_py(
+        SUBMIT_RELAY_SCRIPT,
+        &[
+            port(a.server.addr("submission")),
+            port(b.server.pop3()),
+            PASSWORD.into(),
+            msg_file.display().to_string(),
+            out.display().to_string(),
+        ],
+    );
+    assert!(
+        get(&r, "noauth-mail").starts_with("530 5.7.0"),
+        "MAIL without AUTH on submission: {}",
+        get(&r, "noauth-mail")
+    );
+    assert_eq!(get(&r, "starttls"), "220");
+    assert_eq!(get(&r, "auth"), "235");
+    assert_eq!(get(&r, "refused"), "0");
+    assert_eq!(get(&r, "stls"), "+OK");
+    assert_eq!(get(&r, "pass"), "+OK");
+    assert_eq!(
+        get(&r, "count"),
+        "1",
+        "bob@b.test has no message at B; A's log:\n{}",
+        a.server.stderr()
+    );
+
+    // What POP3 gave is what B stored: B's trace fields, A's Received
+    // (authenticated over TLS: ESMTPSA, RFC 3848), then the message as
+    // submitted, byte for byte.
+    let retrieved = std::fs::read(&out).unwrap();
+    let stored = b.messages("bob");
+    assert_eq!(stored.len(), 1);
+    stored[0].assert_well_formed();
+    common::assert_same_bytes(
+        &retrieved,
+        &stored[0].bytes,
+        "POP3 RETR at B vs B's Maildir",
+    );
+    assert_eq!(stored[0].return_path(), "alice@example.test");
+    let after_b = split_trace(&retrieved).unwrap().rest;
+    let received_at_a = String::from_utf8_lossy(&after_b[..after_b.len().min(400)]).into_owned();
+    assert!(
+        received_at_a.starts_with("Received:") && received_at_a.contains("ESMTPSA"),
+        "A's Received (ESMTPSA) must follow B's trace fields:\n{received_at_a}"
+    );
+    let original = common::strip_leading_field(after_b, "Received").unwrap();
+    common::assert_same_bytes(original, &msg, "relayed submission at B");
+
+    // The refused attempts left nothing anywhere: one message at B, none
+    // for the local users of A.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(b.messages("bob").len(), 1, "delivered more than once");
+    assert!(a.messages("bob").is_empty() && a.messages("alice").is_empty());
+}
