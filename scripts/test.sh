@@ -33,6 +33,7 @@ packages=(
     "openssl:/usr/bin/openssl"
     "libnet-ssleay-perl:/usr/lib/x86_64-linux-gnu/perl5/5.36/Net/SSLeay.pm"
     "libpython3.11-testsuite:/usr/lib/python3.11/test/test_smtplib.py"
+    "groff-base:/usr/bin/groff"
 )
 
 log() { printf '== %s\n' "$*" >&2; }

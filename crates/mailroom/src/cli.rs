@@ -46,6 +46,9 @@ pub(crate) enum Command {
     Queue(QueueCommand),
     /// Download new messages (by UIDL) from a POP3 server into a Maildir.
     Fetch(crate::fetch::FetchArgs),
+    /// Write man pages or shell completions from these definitions (packaging).
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCommand),
     /// sendmail(8)-compatible injection: message on stdin, queued for delivery.
     Sendmail {
         /// sendmail arguments: [-t] [-i|-oi] [-f FROM|-r FROM] [-F NAME] [RCPT…]
@@ -156,6 +159,20 @@ pub(crate) struct ShowArgs {
     /// Write the attachments into this directory.
     #[arg(long, value_name = "DIR")]
     pub extract: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GenerateCommand {
+    /// Write mailroom.1 and a page per subcommand (mailroom-serve.1, …) into DIR.
+    Man {
+        /// Output directory (created if missing).
+        dir: PathBuf,
+    },
+    /// Print the completion script for SHELL on standard output.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod config_keys;
 mod fetch;
+mod generate;
 mod headers;
 mod local_delivery;
 mod metrics;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Command::Show(args) => show::run(args),
         Command::Check => check::run(&cli),
         Command::Config(cli::ConfigCommand::Example) => check::example(),
+        Command::Generate(cmd) => generate::run(cmd),
         Command::Send(args) => send::run(&cli, args),
         Command::Sendmail { args } => {
             return sendmail::run(

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Env, ServerOptions, TestDir, add_user, bin, simple_message};
+use common::{Env, ServerOptions, TestDir, add_user, bin, require_tool, simple_message};
 
 #[test]
 fn serve_notifies_readiness_and_stopping() {
@@ -350,4 +350,105 @@ fn sighup_reloads_the_certificate() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn man_pages_and_completions_come_from_the_command_line_definitions() {
+    let dir = TestDir::new("generate");
+    let man_dir = dir.path().join("man");
+    let out = Command::new(bin())
+        .args(["generate", "man"])
+        .arg(&man_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let serve = std::fs::read_to_string(man_dir.join("mailroom-serve.1")).unwrap();
+    assert!(serve.contains(".TH mailroom-serve 1"), "{serve}");
+    // roff escapes '-' as '\-'.
+    for flag in [
+        "smtp",
+        "submission",
+        "smtps",
+        "pop3",
+        "pop3s",
+        "metrics",
+        "relay\\-map",
+    ] {
+        assert!(
+            serve.contains(&format!("\\-\\-{flag}\\fR")),
+            "--{flag} missing:\n{serve}"
+        );
+    }
+    assert!(
+        serve.contains("127.0.0.1:2525"),
+        "default listener missing:\n{serve}"
+    );
+    for page in [
+        "mailroom.1",
+        "mailroom-user-add.1",
+        "mailroom-queue-flush.1",
+        "mailroom-config-example.1",
+    ] {
+        assert!(man_dir.join(page).is_file(), "{page} not written");
+    }
+    // The packaging helper itself is hidden and gets no page.
+    assert!(!man_dir.join("mailroom-generate.1").exists());
+    if require_tool("groff") {
+        // -k: UTF-8 input through preconv, as man(1) does; -ww: all warnings;
+        // -z: no output, only the parse. Any warning about
+        // the page is printed on stderr.
+        let out = Command::new("groff")
+            .args(["-k", "-man", "-ww", "-z"])
+            .arg(man_dir.join("mailroom-serve.1"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "groff warnings");
+    }
+
+    let out = Command::new(bin())
+        .args(["generate", "completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(script.contains("--smtp"), "bash completion lacks --smtp");
+    assert!(
+        script.contains("complete -F"),
+        "not a bash completion script"
+    );
+    let path = dir.write("mailroom.bash", script.as_bytes());
+    let check = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert!(
+        check.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // Sourcing it registers the completion function for `mailroom`.
+    let registered = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p mailroom", path.display()))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&registered.stdout).contains("mailroom"),
+        "complete -p: {}",
+        String::from_utf8_lossy(&registered.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        let out = Command::new(bin())
+            .args(["generate", "completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+    let bad = Command::new(bin())
+        .args(["generate", "completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "unknown shell is a usage error");
 }
