@@ -67,6 +67,7 @@ mod fsutil;
 mod maildir;
 mod names;
 mod queue;
+mod readahead;
 mod sync;
 mod users;
 

@@ -16,6 +16,7 @@ use rustix::io::Errno;
 use crate::Inner;
 use crate::fsutil::{FileLock, mkdir, sync_dir};
 use crate::names;
+use crate::readahead::ReadAhead;
 
 /// Maildirs known to exist durably in this process (see [`Maildirs::ensure`]).
 pub(crate) struct Maildirs {
@@ -224,6 +225,7 @@ pub(crate) struct MaildirDrop {
     infos: Vec<MessageInfo>,
     /// Held for the session; closing it releases the lock.
     lock: FileLock,
+    ahead: Mutex<ReadAhead>,
 }
 
 /// Opens and locks `mail/NAME` for a POP3 session.
@@ -271,6 +273,7 @@ pub(crate) fn open_maildrop(inner: Arc<Inner>, name: String) -> Result<MaildirDr
         listed: keep,
         infos,
         lock,
+        ahead: Mutex::new(ReadAhead::default()),
     })
 }
 
@@ -374,16 +377,38 @@ impl Maildrop for MaildirDrop {
         index: usize,
     ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
         let entry = self.listed.get(index).ok_or(StoreError::NoSuchMessage)?;
+        if let Some(bytes) = lock(&self.ahead).take(index) {
+            return Ok(Box::new(std::io::Cursor::new(bytes)));
+        }
         // Most messages are small: read them whole in one trip to the
         // blocking pool instead of one trip per open and per read (a
-        // tokio::fs::File), which dominated RETR time. Big ones stream.
+        // tokio::fs::File), which dominated RETR time, together with the
+        // next ones when the client reads in order (see readahead.rs).
+        // Big ones stream.
         if entry.size.is_some_and(|size| size <= WHOLE_READ_LIMIT) {
-            let path = entry.path.clone();
-            match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
-                Ok(Ok(bytes)) => return Ok(Box::new(std::io::Cursor::new(bytes))),
-                Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {}
-                Ok(Err(e)) => return Err(StoreError::from_io(e)),
-                Err(e) => return Err(StoreError::Io(io::Error::other(e.to_string()))),
+            let plan = lock(&self.ahead).plan(index, |i| self.whole_size(i));
+            let paths: Vec<(usize, PathBuf)> = plan
+                .into_iter()
+                .filter_map(|i| Some((i, self.listed.get(i)?.path.clone())))
+                .collect();
+            let read = tokio::task::spawn_blocking(move || {
+                paths
+                    .into_iter()
+                    .map(|(i, path)| (i, std::fs::read(path)))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(join_error)?;
+            let mut read = read.into_iter();
+            let first = read.next().map(|(_, result)| result);
+            // A message read ahead that has moved is found again when asked
+            // for: stop holding at the first that failed.
+            lock(&self.ahead).hold(read.map_while(|(i, result)| Some((i, result.ok()?))));
+            match first {
+                Some(Ok(bytes)) => return Ok(Box::new(std::io::Cursor::new(bytes))),
+                Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => {}
+                Some(Err(e)) => return Err(StoreError::from_io(e)),
+                None => return Err(StoreError::NoSuchMessage),
             }
         } else {
             match tokio::fs::File::open(&entry.path).await {
@@ -418,6 +443,14 @@ impl Maildrop for MaildirDrop {
 }
 
 impl MaildirDrop {
+    /// Message `index`'s size when it is small enough to read whole.
+    fn whole_size(&self, index: usize) -> Option<u64> {
+        self.listed
+            .get(index)?
+            .size
+            .filter(|&size| size <= WHOLE_READ_LIMIT)
+    }
+
     /// Unlinks the messages, fsyncs new/ and cur/, then releases the lock
     /// (by consuming `self`): the next session must not list a message the
     /// client was told is deleted (RFC 1939 §6, UPDATE state).

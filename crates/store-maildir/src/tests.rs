@@ -506,6 +506,44 @@ async fn uids_survive_reopen_and_moves_to_cur() {
 }
 
 #[tokio::test]
+async fn reads_in_any_order_match_the_listing_even_when_files_move() {
+    let (dir, store) = setup();
+    add(&store, "alice").await;
+    let bodies: Vec<String> = (0..60).map(|i| format!("message {i}\r\n")).collect();
+    for body in &bodies {
+        store
+            .deliver(&users(&["alice"]), &message(body))
+            .await
+            .unwrap();
+    }
+    let drop = store.open_maildrop("alice").await.unwrap();
+    let expect = |i: usize| {
+        let mut m = b"Return-Path: <sender@example.net>\r\n".to_vec();
+        m.extend_from_slice(bodies[i].as_bytes());
+        m
+    };
+    // In order (read-ahead windows grow), then a jump back and forth.
+    for i in 0..20 {
+        assert_eq!(read(&*drop, i).await.unwrap(), expect(i), "message {i}");
+    }
+    // Every message not yet read moves to cur/ behind the session's back;
+    // whether it was read ahead or not, it still reads right.
+    let root = dir.path().join("mail/alice");
+    for name in names_in(&root.join("new")) {
+        fs::rename(
+            root.join("new").join(&name),
+            root.join("cur").join(format!("{name}:2,S")),
+        )
+        .unwrap();
+    }
+    for i in (20..60).chain([5, 59, 0, 30, 31, 32]) {
+        let got = read(&*drop, i).await.unwrap();
+        assert_eq!(got, expect(i), "message {i}");
+        assert_eq!(got.len() as u64, drop.messages()[i].size);
+    }
+}
+
+#[tokio::test]
 async fn the_maildrop_lock_is_exclusive_and_released() {
     let (dir, store) = setup();
     add(&store, "alice").await;

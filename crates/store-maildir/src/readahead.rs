@@ -1,0 +1,154 @@
+//! Read-ahead for POP3 RETR: which messages to read in one trip to the
+//! blocking pool.
+//!
+//! Clients mostly fetch a maildrop in order (RETR 1, 2, 3 …). A trip to the
+//! blocking pool costs two thread wake-ups, more than reading a small
+//! message from the page cache, so when requests come in order the window
+//! grows (1, 2, 4 … up to [`MAX_MESSAGES`]) and one trip reads the next
+//! several messages; a request out of order drops what was read and starts
+//! again at one, so a client that picks single messages reads nothing extra.
+//! What is held is bounded by [`MAX_BYTES`] per session.
+
+use std::collections::VecDeque;
+
+/// Most messages read in one trip.
+pub(crate) const MAX_MESSAGES: usize = 32;
+/// Most octets held ahead per session (the requested message not counted).
+pub(crate) const MAX_BYTES: u64 = 128 * 1024;
+
+/// Per-session read-ahead state: what was read and not yet asked for.
+#[derive(Debug, Default)]
+pub(crate) struct ReadAhead {
+    /// The index a sequential reader asks for next.
+    next: usize,
+    /// Messages to read on the next miss.
+    window: usize,
+    held: VecDeque<(usize, Vec<u8>)>,
+}
+
+impl ReadAhead {
+    /// Takes message `index` if it was read ahead.
+    pub(crate) fn take(&mut self, index: usize) -> Option<Vec<u8>> {
+        while let Some((held, _)) = self.held.front() {
+            if *held < index {
+                self.held.pop_front();
+            } else {
+                break;
+            }
+        }
+        match self.held.front() {
+            Some((held, _)) if *held == index => {
+                self.next = index + 1;
+                self.held.pop_front().map(|(_, bytes)| bytes)
+            }
+            _ => None,
+        }
+    }
+
+    /// Plans the reads for a miss on `index`: the indices to read, `index`
+    /// first. `size(i)` is message i's size when it may be read whole (and
+    /// `None` past the end or for a message too big to hold).
+    pub(crate) fn plan(&mut self, index: usize, size: impl Fn(usize) -> Option<u64>) -> Vec<usize> {
+        self.held.clear();
+        self.window = if index == self.next && self.window > 0 {
+            (self.window * 2).min(MAX_MESSAGES)
+        } else {
+            1
+        };
+        self.next = index + 1;
+        let mut plan = vec![index];
+        let mut bytes = 0u64;
+        for i in index + 1..index + self.window {
+            match size(i) {
+                Some(s) if bytes + s <= MAX_BYTES => {
+                    bytes += s;
+                    plan.push(i);
+                }
+                _ => break,
+            }
+        }
+        plan
+    }
+
+    /// Keeps what a planned read brought beyond the requested message, in
+    /// index order.
+    pub(crate) fn hold(&mut self, read: impl IntoIterator<Item = (usize, Vec<u8>)>) {
+        self.held.extend(read);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn small(count: usize) -> impl Fn(usize) -> Option<u64> {
+        move |i| (i < count).then_some(2048)
+    }
+
+    #[test]
+    fn in_order_reads_grow_the_window_and_are_served_from_it() {
+        let mut ra = ReadAhead::default();
+        let mut trips = 0;
+        for index in 0..100 {
+            if ra.take(index).is_some() {
+                continue;
+            }
+            trips += 1;
+            let plan = ra.plan(index, small(100));
+            assert_eq!(plan[0], index);
+            ra.hold(plan[1..].iter().map(|&i| (i, vec![i as u8])));
+        }
+        // 1 + 2 + 4 + 8 + 16 + 32 + 32 + 5 = 100
+        assert_eq!(trips, 8);
+    }
+
+    #[test]
+    fn held_bytes_are_bounded() {
+        let mut ra = ReadAhead {
+            window: MAX_MESSAGES,
+            ..ReadAhead::default()
+        };
+        let plan = ra.plan(0, |_| Some(MAX_BYTES / 3));
+        assert_eq!(plan, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn out_of_order_resets_and_reads_one() {
+        let mut ra = ReadAhead::default();
+        let plan = ra.plan(0, small(100));
+        assert_eq!(plan, vec![0]);
+        let plan = ra.plan(1, small(100));
+        assert_eq!(plan, vec![1, 2]);
+        ra.hold(vec![(2, b"two".to_vec())]);
+        // A jump: nothing held survives, and only one message is read.
+        assert_eq!(ra.take(50), None);
+        assert_eq!(ra.plan(50, small(100)), vec![50]);
+        assert_eq!(ra.take(2), None);
+    }
+
+    #[test]
+    fn a_big_or_missing_message_stops_the_window() {
+        let mut ra = ReadAhead::default();
+        ra.plan(0, small(10));
+        let plan = ra.plan(1, |i| if i == 2 { None } else { Some(10) });
+        assert_eq!(plan, vec![1]);
+        ra.plan(2, small(3));
+        let plan = ra.plan(3, small(3));
+        assert_eq!(plan, vec![3]);
+    }
+
+    #[test]
+    fn skipped_held_messages_are_dropped() {
+        let mut ra = ReadAhead::default();
+        ra.plan(0, small(10));
+        ra.hold(vec![
+            (1, b"1".to_vec()),
+            (2, b"2".to_vec()),
+            (3, b"3".to_vec()),
+        ]);
+        assert_eq!(ra.take(2).unwrap(), b"2");
+        assert_eq!(ra.take(1), None);
+        assert_eq!(ra.take(3).unwrap(), b"3");
+    }
+}
