@@ -89,7 +89,9 @@
 //!   once, and neither waits for the other. `now` is the caller's clock
 //!   (the queue's contract: scheduling takes `now`), so nodes' clocks must
 //!   agree to within a small part of the lease (NTP). `update` and `remove`
-//!   end a claim; a dead node's claims end when their lease does.
+//!   end a claim; [`QueueStore::renew_claim`] extends it while `claimed_by`
+//!   still names this node (the MTA renews every third of the lease during
+//!   a delivery); a dead node's claims end when their lease does.
 //!
 //! # Operating it
 //!
