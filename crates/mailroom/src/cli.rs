@@ -46,6 +46,9 @@ pub(crate) enum Command {
     Queue(QueueCommand),
     /// Download new messages (by UIDL) from a POP3 server into a Maildir.
     Fetch(crate::fetch::FetchArgs),
+    /// DKIM keys for local domains, and the DNS records to publish.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
     /// Write man pages or shell completions from these definitions (packaging).
     #[command(subcommand, hide = true)]
     Generate(GenerateCommand),
@@ -82,6 +85,27 @@ pub(crate) enum QueueCommand {
     Delete {
         /// The queue id.
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DkimCommand {
+    /// Make a new key in DATA_DIR/dkim/DOMAIN/SELECTOR.key and print the
+    /// DNS records (DKIM key, SPF, DMARC) to publish.
+    Generate {
+        /// The domain mail is sent from (the From: address's domain).
+        domain: String,
+        /// The selector: the key is published at SELECTOR._domainkey.DOMAIN.
+        #[arg(long, default_value = "mailroom")]
+        selector: String,
+        /// `rsa` (rsa-sha256, 2048 bits) or `ed25519` (ed25519-sha256).
+        #[arg(long, default_value = "rsa")]
+        algorithm: String,
+    },
+    /// Print the DNS records for DOMAIN's keys again, with SPF and DMARC.
+    Show {
+        /// The domain.
+        domain: String,
     },
 }
 

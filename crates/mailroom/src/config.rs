@@ -36,6 +36,26 @@ pub(crate) struct RawConfig {
     pub limits: Option<RawLimits>,
     pub queue: Option<RawQueue>,
     pub tls: Option<RawTls>,
+    pub mail_auth: Option<RawMailAuth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMailAuth {
+    /// Check SPF, DKIM and DMARC on mail arriving on the SMTP port.
+    pub verify: Option<bool>,
+    /// DKIM-sign relayed mail from domains with a key in DATA_DIR/dkim.
+    pub sign: Option<bool>,
+    /// Refuse DMARC failures of p=reject domains (550 5.7.1).
+    pub dmarc_reject: Option<bool>,
+    /// Flag DMARC failures of p=quarantine domains (X-Spam-Flag: YES).
+    pub dmarc_quarantine: Option<bool>,
+    /// SPF fail: "mark" (header only) or "reject" (550 5.7.23).
+    pub spf_fail: Option<String>,
+    /// DNS failure leaving the verdict open: "tempfail" (451) or "accept".
+    pub dns_error: Option<String>,
+    /// Clients not checked (besides authenticated and trusted ones).
+    pub exempt_networks: Option<Vec<IpNet>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +215,19 @@ pub(crate) struct Settings {
     pub mta: mailroom_mta::MtaConfig,
     /// Where the Prometheus endpoint listens, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// SPF/DKIM/DMARC verification and DKIM signing.
+    pub mail_auth: MailAuthSettings,
+}
+
+/// The `[mail_auth]` table, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MailAuthSettings {
+    /// Verify inbound mail on the SMTP port. Default: true.
+    pub verify: bool,
+    /// Sign outbound mail with DATA_DIR/dkim keys. Default: true.
+    pub sign: bool,
+    /// What verification does with its results.
+    pub policy: mailroom_mailauth::VerifyPolicy,
 }
 
 /// Parses `30s`, `5m`, `2h`, `5d` or a plain number of seconds.
@@ -386,6 +419,36 @@ impl Settings {
                 format!("listen.metrics: {v:?} is not an address like 127.0.0.1:9587 (or `off`)")
             })?),
         };
+        let auth = raw.mail_auth.unwrap_or_default();
+        let mut policy = mailroom_mailauth::VerifyPolicy::default();
+        if let Some(v) = auth.dmarc_reject {
+            policy.dmarc_reject = v;
+        }
+        if let Some(v) = auth.dmarc_quarantine {
+            policy.dmarc_quarantine = v;
+        }
+        if let Some(v) = auth.spf_fail {
+            policy.spf_fail = match v.as_str() {
+                "mark" => mailroom_mailauth::SpfFailAction::Mark,
+                "reject" => mailroom_mailauth::SpfFailAction::Reject,
+                _ => bail!("mail_auth.spf_fail: {v:?} is not \"mark\" or \"reject\""),
+            };
+        }
+        if let Some(v) = auth.dns_error {
+            policy.temp_fail_on_dns_error = match v.as_str() {
+                "tempfail" => true,
+                "accept" => false,
+                _ => bail!("mail_auth.dns_error: {v:?} is not \"tempfail\" or \"accept\""),
+            };
+        }
+        if let Some(nets) = auth.exempt_networks {
+            server.mail_auth_exempt = nets;
+        }
+        let mail_auth = MailAuthSettings {
+            verify: auth.verify.unwrap_or(true),
+            sign: auth.sign.unwrap_or(true),
+            policy,
+        };
         let tls = raw.tls.unwrap_or_default();
         if tls.cert.is_some() != tls.key.is_some() {
             bail!("tls.cert and tls.key go together: set both or neither");
@@ -398,6 +461,7 @@ impl Settings {
             tls_key: tls.key,
             mta,
             metrics,
+            mail_auth,
         })
     }
 }

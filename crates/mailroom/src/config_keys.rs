@@ -76,6 +76,14 @@ pub(crate) const SECTIONS: &[Section] = &[
         doc: "Outbound delivery: retries, expiry and connections to remote servers.",
     },
     Section {
+        name: "mail_auth",
+        doc: "Mail authentication. Inbound on the SMTP port: SPF (RFC 7208), DKIM\n\
+              (RFC 6376) and DMARC (RFC 7489), recorded in an Authentication-Results\n\
+              field (RFC 8601). Outbound: DKIM signatures with the keys `mailroom dkim\n\
+              generate` writes to DATA_DIR/dkim. Authenticated submissions are signed,\n\
+              never checked.",
+    },
+    Section {
         name: "tls",
         doc: "Certificates for STARTTLS, STLS, smtps and pop3s.",
     },
@@ -285,6 +293,55 @@ pub(crate) const KEYS: &[Key] = &[
         doc: "How long a node's claim on a queued message lasts; renewed while the\n\
               delivery runs, so this is how soon another node takes over from one that\n\
               died (PostgreSQL store, several nodes).",
+    },
+    Key {
+        path: "mail_auth.verify",
+        value: Value::Default("true"),
+        doc: "Check SPF, DKIM and DMARC on mail arriving on the SMTP port from clients\n\
+              that are neither authenticated, in trusted_networks nor in\n\
+              exempt_networks, and add Authentication-Results. Uses the DNS resolver\n\
+              of `dns`. Any Authentication-Results naming this hostname that arrives\n\
+              with a message is removed either way.",
+    },
+    Key {
+        path: "mail_auth.sign",
+        value: Value::Default("true"),
+        doc: "DKIM-sign mail relayed to other domains when its From domain (or a parent\n\
+              domain) has a key in DATA_DIR/dkim/DOMAIN/SELECTOR.key (relaxed/relaxed;\n\
+              rsa-sha256 or ed25519-sha256). Mail that arrived from the internet is\n\
+              never signed.",
+    },
+    Key {
+        path: "mail_auth.dmarc_reject",
+        value: Value::Default("true"),
+        doc: "Refuse mail failing DMARC for a domain that publishes p=reject, with\n\
+              550 5.7.1 at the end of DATA.",
+    },
+    Key {
+        path: "mail_auth.dmarc_quarantine",
+        value: Value::Default("true"),
+        doc: "Accept mail failing DMARC for a domain that publishes p=quarantine, with\n\
+              an `X-Spam-Flag: YES` field for filters and mail clients.",
+    },
+    Key {
+        path: "mail_auth.spf_fail",
+        value: Value::Default("\"mark\""),
+        doc: "SPF `fail` (the sending host is not allowed): \"mark\" records it and lets\n\
+              DMARC decide (RFC 7489 §10.1: forwarded mail fails SPF but may pass DKIM);\n\
+              \"reject\" refuses with 550 5.7.23 unless DMARC passes.",
+    },
+    Key {
+        path: "mail_auth.dns_error",
+        value: Value::Default("\"tempfail\""),
+        doc: "A DNS failure (timeout, SERVFAIL) that leaves the verdict open:\n\
+              \"tempfail\" answers 451 4.7.x so the sender retries; \"accept\" accepts\n\
+              with temperror recorded.",
+    },
+    Key {
+        path: "mail_auth.exempt_networks",
+        value: Value::Default("[\"127.0.0.0/8\", \"::1/128\"]"),
+        doc: "Clients whose mail is not checked, besides authenticated sessions and\n\
+              trusted_networks: this host's own injectors and filters.",
     },
     Key {
         path: "tls.cert",

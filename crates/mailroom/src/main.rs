@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod config;
 mod config_keys;
+mod dkim;
 mod fetch;
 mod generate;
 mod headers;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
         Command::User(cmd) => user::run(&cli, cmd),
         Command::Queue(cmd) => queue_cmd::run(&cli, cmd),
         Command::Fetch(args) => fetch::run(args),
+        Command::Dkim(cmd) => dkim::run(&cli, cmd),
         Command::Show(args) => show::run(args),
         Command::Check => check::run(&cli),
         Command::Config(cli::ConfigCommand::Example) => check::example(),

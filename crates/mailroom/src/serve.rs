@@ -104,13 +104,35 @@ async fn serve(
     };
     // Every port is bound: from here on nothing needs root. No session runs
     // before this point, so no client byte is read with privileges.
+    // DKIM keys are read while the files' owner may still be root.
+    let dkim = if settings.mail_auth.sign {
+        crate::dkim::load_signer(data_dir)?
+    } else {
+        mailroom_mailauth::Signer::default()
+    };
     if let Some(run_as) = &run_as {
         run_as.drop_to(data_dir)?;
     }
     let stores = crate::stores::open(store_url, data_dir, &hostname).await?;
     let queue = stores.queue.clone();
     let queue_for_metrics = queue.clone();
-    let mta = Arc::new(Mta::new(settings.mta).context("configuring outbound delivery")?);
+    let verifier = if settings.mail_auth.verify {
+        // The same resolver set-up as MX routing: `--dns`, its timeout.
+        let resolver = mailroom_mailauth::dns::resolver(settings.mta.dns, settings.mta.dns_timeout)
+            .context("configuring the DNS resolver for mail authentication")?;
+        Some(Arc::new(mailroom_mailauth::Verifier::new(
+            resolver,
+            &hostname,
+            settings.mail_auth.policy.clone(),
+        )))
+    } else {
+        None
+    };
+    let mta = Arc::new(
+        Mta::new(settings.mta)
+            .context("configuring outbound delivery")?
+            .with_dkim(dkim),
+    );
     let notify = Arc::new(tokio::sync::Notify::new());
     let ctx = Context::new(
         settings.server,
@@ -119,6 +141,7 @@ async fn serve(
         Some(tls.clone()),
         Some(queue.clone()),
         notify.clone(),
+        verifier,
     );
     let (shutdown, trigger) = Shutdown::new();
     let server = tokio::spawn(mailroom_server::run(

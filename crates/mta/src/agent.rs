@@ -59,6 +59,9 @@ pub struct Mta {
     /// finishing entry wakes the claim loop instead of waiting for the
     /// next poll.
     backlog: AtomicBool,
+    /// DKIM keys of local domains (RFC 6376): mail leaving over SMTP whose
+    /// `From:` domain has one is signed; `None` signs nothing.
+    dkim: Option<mailroom_mailauth::Signer>,
 }
 
 /// Why an [`Mta`] could not be built.
@@ -123,7 +126,38 @@ impl Mta {
             lanes: Mutex::new(HashMap::new()),
             stopping,
             backlog: AtomicBool::new(false),
+            dkim: None,
         })
+    }
+
+    /// Signs outgoing mail with these DKIM keys (see
+    /// [`mailroom_mailauth::Signer::sign`] for which messages qualify).
+    pub fn with_dkim(mut self, signer: mailroom_mailauth::Signer) -> Mta {
+        self.dkim = (!signer.is_empty()).then_some(signer);
+        self
+    }
+
+    /// The message as it leaves for other domains: with a `DKIM-Signature`
+    /// on top when a key applies. Signed per attempt, not stored, so a key
+    /// rotation applies to mail already queued. A signing failure sends
+    /// the message unsigned (logged) rather than holding it.
+    fn outbound(&self, queue_id: &str, message: &Arc<Vec<u8>>) -> Arc<Vec<u8>> {
+        let Some(signer) = &self.dkim else {
+            return message.clone();
+        };
+        match signer.sign(message, &self.config.hostname) {
+            Ok(Some(signature)) => {
+                let mut signed = Vec::with_capacity(signature.len() + message.len());
+                signed.extend_from_slice(&signature);
+                signed.extend_from_slice(message);
+                Arc::new(signed)
+            }
+            Ok(None) => message.clone(),
+            Err(error) => {
+                tracing::warn!(queue_id, %error, "sending unsigned");
+                message.clone()
+            }
+        }
     }
 
     /// The configuration in use.
@@ -585,6 +619,7 @@ impl EntryTask {
         }
         let mut pending = Vec::new();
         let mut local = Vec::new();
+        let mut outbound: Option<Arc<Vec<u8>>> = None;
         for (domain, indices) in by_domain {
             if self.local.is_local(&domain).await {
                 local.extend(indices);
@@ -596,11 +631,14 @@ impl EntryTask {
                 tls: self.mta.tls_policy(&domain),
             };
             let relay = key.target.describe();
+            let signed = outbound
+                .get_or_insert_with(|| self.mta.outbound(&entry.id, &message))
+                .clone();
             let job = Job {
                 entry_id: entry.id.clone(),
                 domain,
-                tx: transaction(&entry, &indices, message.len()),
-                message: message.clone(),
+                tx: transaction(&entry, &indices, signed.len()),
+                message: signed,
                 reply,
             };
             self.mta.dispatch(key, job);

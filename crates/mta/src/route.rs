@@ -6,11 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
-};
 use hickory_resolver::net::NetError;
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -357,43 +353,10 @@ pub(crate) fn order_mx(
     Ok(hosts)
 }
 
+/// The resolver shared with mail authentication (same `--dns`, same
+/// timeout).
 fn build_resolver(dns: Option<SocketAddr>, timeout: Duration) -> Result<TokioResolver, NetError> {
-    let empty = || {
-        TokioResolver::builder_with_config(
-            ResolverConfig::from_parts(None, Vec::new(), Vec::new()),
-            TokioRuntimeProvider::default(),
-        )
-    };
-    let mut builder = match dns {
-        Some(server) => {
-            let mut udp = ConnectionConfig::udp();
-            udp.port = server.port();
-            let mut tcp = ConnectionConfig::tcp();
-            tcp.port = server.port();
-            let config = ResolverConfig::from_parts(
-                None,
-                Vec::new(),
-                vec![NameServerConfig::new(server.ip(), true, vec![udp, tcp])],
-            );
-            let mut builder =
-                TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
-            // Only the given server and no /etc/hosts, so tests see exactly
-            // their table.
-            builder.options_mut().use_hosts_file = ResolveHosts::Never;
-            builder
-        }
-        None => TokioResolver::builder_tokio().unwrap_or_else(|error| {
-            // No usable /etc/resolv.conf: MX routing then fails temporarily
-            // (mail waits in the queue), while local delivery and the relay
-            // map keep working.
-            tracing::warn!(%error, "cannot read the system DNS configuration; MX look-ups will fail");
-            empty()
-        }),
-    };
-    let options: &mut ResolverOpts = builder.options_mut();
-    options.timeout = timeout;
-    options.attempts = 2;
-    builder.build()
+    mailroom_mailauth::dns::resolver(dns, timeout)
 }
 
 fn dns_failure(name: &str, kind: &str, error: &NetError) -> RouteFailure {

@@ -74,6 +74,12 @@ pub struct ServerConfig {
     pub trusted_networks: Vec<IpNet>,
     /// Pause before answering a failed login, growing with repeated failures.
     pub login_failure_delay: Duration,
+    /// Clients whose mail is not checked with SPF/DKIM/DMARC, besides
+    /// authenticated sessions and `trusted_networks`: our own hosts, whose
+    /// mail from local domains is DKIM-signed on its way out instead.
+    /// Default: loopback (like OpenDKIM's `InternalHosts`), so local
+    /// injectors and filters are not checked against public DNS.
+    pub mail_auth_exempt: Vec<IpNet>,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +114,10 @@ impl Default for ServerConfig {
             ],
             trusted_networks: Vec::new(),
             login_failure_delay: Duration::from_secs(1),
+            mail_auth_exempt: vec![
+                "127.0.0.0/8".parse().unwrap_or_else(|_| IpNet::default()),
+                "::1/128".parse().unwrap_or_else(|_| IpNet::default()),
+            ],
         }
     }
 }
@@ -120,6 +130,15 @@ impl ServerConfig {
         self.local_domains.contains(domain)
             || domain.as_str().eq_ignore_ascii_case(&self.hostname)
             || domain.as_str() == "localhost"
+    }
+
+    /// True when mail from a client at `ip` is not verified (SPF, DKIM,
+    /// DMARC): a trusted or exempt network.
+    pub fn mail_auth_exempt(&self, ip: IpAddr) -> bool {
+        self.trusted_networks
+            .iter()
+            .chain(&self.mail_auth_exempt)
+            .any(|net| net.contains(&ip))
     }
 
     /// True when a client at `ip` may log in without TLS.

@@ -57,6 +57,9 @@ pub struct Context {
     pub queue: Option<Arc<dyn QueueStore>>,
     /// Woken after each enqueue so the MTA tries new mail at once.
     pub queue_notify: Arc<tokio::sync::Notify>,
+    /// SPF/DKIM/DMARC verification of mail arriving on the SMTP port from
+    /// outside ([`ServerConfig::mail_auth_exempt`]); `None` turns it off.
+    pub verifier: Option<Arc<mailroom_mailauth::Verifier>>,
     limits: limits::ConnectionLimits,
     guard: guard::LoginGuard,
     /// Whether any user has a CRAM-MD5 secret, re-checked every 30 s.
@@ -72,6 +75,7 @@ impl Context {
         tls: Option<Arc<tls::TlsHandle>>,
         queue: Option<Arc<dyn QueueStore>>,
         queue_notify: Arc<tokio::sync::Notify>,
+        verifier: Option<Arc<mailroom_mailauth::Verifier>>,
     ) -> Arc<Self> {
         let limits =
             limits::ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
@@ -83,6 +87,7 @@ impl Context {
             tls,
             queue,
             queue_notify,
+            verifier,
             limits,
             guard,
             cram_md5: std::sync::Mutex::new(None),

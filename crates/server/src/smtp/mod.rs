@@ -5,8 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use mailroom_mailauth::Decision;
 use mailroom_smtp_proto::{
-    BodyType, Envelope, Event, ForwardPath, Notify, RcptParams, Reply, Ret,
+    BodyType, EnhancedCode, Envelope, Event, ForwardPath, Notify, RcptParams, Reply, Ret,
     ServerConfig as SessionConfig, ServerSession, Timeout, codes, message,
 };
 use mailroom_store::{IncomingMessage, QueueEntry, QueuedRecipient, RecipientState};
@@ -85,6 +86,8 @@ struct Driver {
     /// Set when the session asked for STARTTLS: the driver upgrades after
     /// flushing the 220.
     start_tls: bool,
+    /// The listener's service: mail authentication runs on the SMTP port.
+    kind: ListenerKind,
 }
 
 async fn session(
@@ -112,6 +115,7 @@ async fn session(
         remote: Vec::new(),
         sasl: None,
         start_tls: false,
+        kind,
     };
     tracing::debug!("connected");
     loop {
@@ -383,6 +387,15 @@ impl Driver {
             tracing::warn!(hops, "mail loop suspected; message refused");
             return codes::mail_loop();
         }
+        let from = envelope
+            .reverse_path
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let (auth_header, data) = match self.authenticate(session, &envelope, &from, data).await {
+            Ok(checked) => checked,
+            Err(reply) => return reply,
+        };
         let id = ids::new_id();
         let single = match envelope.recipients.as_slice() {
             [only] => match &only.path {
@@ -406,6 +419,7 @@ impl Driver {
             },
             &mut received,
         );
+        received.extend_from_slice(&auth_header);
         // RFC 6409 §8.2, §8.3: a submission server may add a missing Date
         // and Message-ID; only for authenticated clients, whose mail it is.
         if session.authenticated().is_some() {
@@ -421,11 +435,6 @@ impl Driver {
         }
         let size = data.len();
         let body = Arc::new(data);
-        let from = envelope
-            .reverse_path
-            .as_ref()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
 
         if !self.remote.is_empty() {
             let Some(queue) = &self.ctx.queue else {
@@ -475,6 +484,66 @@ impl Driver {
         metrics::counter!("mailroom_messages_accepted_total").increment(1);
         metrics::counter!("mailroom_messages_accepted_bytes_total").increment(size as u64);
         codes::message_accepted(&id)
+    }
+}
+
+impl Driver {
+    /// SPF, DKIM and DMARC for mail from the internet: on the SMTP port,
+    /// not authenticated, not from a trusted or exempt network. Returns
+    /// the `Authentication-Results` field (RFC 8601) to add and the
+    /// message without fields claiming to be our verdicts (§5: removed
+    /// from every message, whoever sent it), or the reply refusing it
+    /// (DMARC reject, SPF fail by policy, DNS failure).
+    async fn authenticate(
+        &self,
+        session: &ServerSession,
+        envelope: &Envelope,
+        from: &str,
+        data: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<u8>), Reply> {
+        let header = match &self.ctx.verifier {
+            Some(verifier)
+                if self.kind == ListenerKind::Smtp
+                    && session.authenticated().is_none()
+                    && !self.ctx.config.mail_auth_exempt(self.peer.ip()) =>
+            {
+                // Verified as received: a signature covers the original.
+                let verdict = verifier
+                    .verify(mailroom_mailauth::Inbound {
+                        ip: self.peer.ip(),
+                        helo: &envelope.helo,
+                        mail_from: from,
+                        message: &data,
+                    })
+                    .await;
+                let (outcome, refusal) = match &verdict.decision {
+                    Decision::Accept => ("accept", None),
+                    Decision::Quarantine => ("quarantine", None),
+                    Decision::Reject(refusal) => ("reject", Some(refusal)),
+                    Decision::TempFail(refusal) => ("tempfail", Some(refusal)),
+                };
+                metrics::counter!("mailroom_mail_auth_total", "decision" => outcome).increment(1);
+                tracing::info!(from = %from, result = %verdict.summary, decision = outcome, "mail authentication");
+                if let Some(refusal) = refusal {
+                    let (class, subject, detail) = refusal.enhanced;
+                    return Err(Reply::new(
+                        refusal.code,
+                        Some(EnhancedCode(class, subject, detail)),
+                        refusal.text.clone(),
+                    ));
+                }
+                verdict.header
+            }
+            _ => Vec::new(),
+        };
+        let data = match mailroom_mailauth::results::strip_own(&data, &self.ctx.config.hostname) {
+            Some(stripped) => {
+                tracing::info!(from = %from, "removed an Authentication-Results field naming this host");
+                stripped
+            }
+            None => data,
+        };
+        Ok((header, data))
     }
 }
 
