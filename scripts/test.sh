@@ -99,6 +99,13 @@ if ((${#missing[@]} > 0)); then
     fi
 fi
 
+# Python's dkimpy: the independent DKIM verifier of tests/mail_auth.rs
+# (from PyPI: python3 here is pyenv's, not Debian's python3-dkim).
+if ! python3 -c 'import dkim' >/dev/null 2>&1; then
+    log "installing dkimpy (pip)"
+    python3 -m pip install -q dkimpy || log "pip install dkimpy failed (mail_auth tests will skip, or fail when CI=true)"
+fi
+
 log "cargo fmt"
 cargo fmt --all -- --check
 
