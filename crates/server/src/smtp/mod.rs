@@ -118,6 +118,11 @@ async fn session(
         kind,
     };
     tracing::debug!("connected");
+    // RFC 5321 §4.5.3.2.7: the command timeout bounds the wait for a whole
+    // command, not for each read: a client trickling a byte at a time
+    // (slowloris) must not keep its slot forever. The clock starts when the
+    // server begins to wait and restarts when a reply goes out.
+    let mut command_deadline: Option<tokio::time::Instant> = None;
     loop {
         while let Some(event) = session.poll_event() {
             driver.handle(&mut session, event).await;
@@ -129,6 +134,7 @@ async fn session(
         if !out.is_empty() {
             count_replies(&out);
             stream.write_all(&out, io_timeout).await?;
+            command_deadline = None;
         }
         if driver.start_tls {
             driver.start_tls = false;
@@ -156,7 +162,12 @@ async fn session(
             continue;
         }
         let timeout = match session.next_timeout() {
-            Timeout::Command => ctx.config.command_timeout,
+            Timeout::Command => {
+                let now = tokio::time::Instant::now();
+                let deadline = *command_deadline.get_or_insert(now + ctx.config.command_timeout);
+                deadline.saturating_duration_since(now)
+            }
+            // §4.5.3.2.5: the data block timeout is per block received.
             Timeout::DataBlock => ctx.config.data_timeout,
         };
         let input = tokio::select! {
