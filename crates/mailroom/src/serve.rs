@@ -293,6 +293,9 @@ fn generate_self_signed(hostname: &str, dir: &Path, cert: &Path, key: &Path) -> 
 /// Creates the data dir (mode 0700: it holds password hashes and mail).
 pub(crate) fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!("data dir {} is not a directory", dir.display());
+    }
     if !dir.is_dir() {
         std::fs::DirBuilder::new()
             .recursive(true)
