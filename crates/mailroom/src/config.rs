@@ -490,6 +490,44 @@ mod tests {
     }
 
     #[test]
+    fn mail_auth_values_are_checked_and_default_safely() {
+        let settings = Settings::resolve(RawConfig::default(), &serve_args(&[]));
+        let settings = match settings {
+            Ok(s) => s,
+            Err(err) => panic!("{err}"),
+        };
+        assert!(settings.mail_auth.verify && settings.mail_auth.sign);
+        assert!(settings.mail_auth.policy.dmarc_reject);
+        assert_eq!(
+            settings.mail_auth.policy.spf_fail,
+            mailroom_mailauth::SpfFailAction::Mark
+        );
+        assert_eq!(settings.server.mail_auth_exempt.len(), 2);
+        for (toml, key) in [
+            ("[mail_auth]\nspf_fail = \"drop\"", "mail_auth.spf_fail"),
+            ("[mail_auth]\ndns_error = \"ignore\"", "mail_auth.dns_error"),
+        ] {
+            let raw: RawConfig = toml::from_str(toml).unwrap_or_default();
+            match Settings::resolve(raw, &serve_args(&[])) {
+                Ok(_) => panic!("{toml} must be refused"),
+                Err(err) => assert!(err.to_string().contains(key), "{err}"),
+            }
+        }
+        let raw: RawConfig = toml::from_str(
+            "[mail_auth]\nspf_fail = \"reject\"\nexempt_networks = []\nverify = false",
+        )
+        .unwrap_or_default();
+        let settings = Settings::resolve(raw, &serve_args(&[])).ok();
+        let settings = settings.as_ref();
+        assert_eq!(
+            settings.map(|s| s.mail_auth.policy.spf_fail),
+            Some(mailroom_mailauth::SpfFailAction::Reject)
+        );
+        assert_eq!(settings.map(|s| s.server.mail_auth_exempt.len()), Some(0));
+        assert_eq!(settings.map(|s| s.mail_auth.verify), Some(false));
+    }
+
+    #[test]
     fn flags_override_the_file_and_off_disables() {
         let raw: RawConfig =
             toml::from_str("hostname = \"file.example\"\n[listen]\nsmtp = \"127.0.0.1:25\"")

@@ -17,6 +17,10 @@
 //! - The delivery loop ([`Mta::run`]): claim due entries from the
 //!   [`QueueStore`](mailroom_store::QueueStore), deliver, record each
 //!   recipient's result with the retry policy of `mailroom-queue`.
+//! - DKIM signing ([`Mta::with_dkim`]): mail leaving over SMTP whose
+//!   `From:` domain has a key gets a `DKIM-Signature` (RFC 6376), made per
+//!   attempt and never stored; mail that came in from the internet (it
+//!   carries our own `Authentication-Results`) is not signed.
 //! - DSNs ([`dsn`]): RFC 3464 bounces, delay and success notices as RFC 6522
 //!   `multipart/report`, honouring RFC 3461 NOTIFY, RET, ENVID and ORCPT.
 //!
