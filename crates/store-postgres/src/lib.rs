@@ -14,10 +14,12 @@
 //! database fails at start with one line naming the host (`cannot connect
 //! to PostgreSQL at db.example.org:5432/mailroom: …`), applies the embedded
 //! migrations, then keeps a pool ([`PgOptions`]). Every operation takes a
-//! pooled connection for as long as it needs it; connections are tested
-//! before use, and a database restart costs the operations under way an
-//! error, after which new connections are opened (an acquire waits up to
-//! [`PgOptions::acquire_timeout`] for the server to come back).
+//! pooled connection for as long as it needs it. A connection idle for
+//! more than 100 ms is pinged before use (a busy one is not: that would be
+//! a round trip per operation), so a database restart costs the operations
+//! under way an error, and under load each pooled connection one failed
+//! operation, after which new connections are opened (an acquire waits up
+//! to [`PgOptions::acquire_timeout`] for the server to come back).
 //!
 //! # Migrations
 //!
@@ -69,9 +71,10 @@
 //! A method that stores something returns after its transaction committed;
 //! with PostgreSQL's defaults (`fsync = on`, `synchronous_commit = on`) that
 //! is on stable storage, which the 250 after DATA relies on. Don't turn
-//! either off on a mail database. A delivery to several users inserts every
-//! row in one transaction (the message travels once; the other rows copy
-//! it inside the server), so no user gets a copy of a failed delivery.
+//! either off on a mail database. A delivery is one `INSERT … SELECT`
+//! statement in autocommit, one round trip: it checks that every recipient
+//! is a user and inserts every recipient's row in one transaction (the
+//! message travels once), so no user gets a copy of a failed delivery.
 //!
 //! # Leases: locks and claims across nodes
 //!
@@ -271,6 +274,22 @@ impl PgStore {
             // Idle connections are closed after a while, so a quiet node
             // does not hold a database's connection slots for ever.
             .idle_timeout(Duration::from_secs(10 * 60))
+            // sqlx pings every connection before handing it out by
+            // default: a round trip per operation. A connection used within
+            // the last PING_IF_IDLE cannot have missed much; one idle for
+            // longer (a quiet node, or a database restart under a quiet
+            // node) is pinged, and a dead one is replaced before any
+            // operation sees it. Under load, a restart costs each pooled
+            // connection one failed operation instead.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(connect);
         tracing::info!(database = %target, schema = SCHEMA_VERSION, "PostgreSQL store connected");
         Ok(PgStore {
@@ -397,5 +416,8 @@ pub(crate) fn random_token(len: usize) -> String {
 }
 
 const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// How long a pooled connection may sit idle and still be handed out
+/// without a ping first.
+const PING_IF_IDLE: Duration = Duration::from_millis(100);
 /// SQLSTATE disk_full.
 const DISK_FULL: &str = "53100";

@@ -29,52 +29,55 @@ impl MailStore for PgStore {
                 names.push(name);
             }
         }
-        let Some((first, others)) = names.split_first() else {
+        if names.is_empty() {
             return Ok(());
-        };
+        }
         let failed = |e| db_error("delivering a message", e);
         let size = i64::try_from(message.len()).map_err(|_| StoreError::NoSpace)?;
-        let mut tx = self.inner.pool.begin().await.map_err(failed)?;
-        let known: Vec<String> = sqlx::query_scalar("SELECT name FROM users WHERE name = ANY($1)")
-            .bind(&names)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(failed)?;
-        if let Some(missing) = names.iter().find(|n| !known.contains(n)) {
-            return Err(StoreError::NoSuchUser(missing.clone()));
-        }
-        // The message crosses the wire once; the other recipients' rows copy
-        // it inside the server. The uid is "<id>.<random>": unique because
-        // the id is, and not guessable from the previous one.
-        let first_id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (id, username, uid, size, data) \
-             SELECT n, $1, n::text || '.' || $2, $3, $4::bytea || $5::bytea \
-             FROM (SELECT nextval('messages_id_seq') AS n) AS s RETURNING id",
-        )
-        .bind(first)
-        .bind(random_token(UID_RANDOM))
-        .bind(size)
-        .bind(&message.prefix[..])
-        .bind(&message.body[..])
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(failed)?;
-        for name in others {
-            sqlx::query(
+        // One statement, so one round trip and, in autocommit, its own
+        // transaction: every recipient's row or none. The message crosses
+        // the wire once. The uid is "<id>.<random>": unique because the id
+        // is, and not guessable from the previous one. The users check is an
+        // uncorrelated subquery (evaluated once): when a name is not a user,
+        // no row is inserted and the miss is looked up below.
+        let tokens: Vec<String> = names.iter().map(|_| random_token(UID_RANDOM)).collect();
+        for _ in 0..2 {
+            let inserted = sqlx::query(
                 "INSERT INTO messages (id, username, uid, size, data) \
-                 SELECT s.n, $1, s.n::text || '.' || $2, m.size, m.data \
-                 FROM messages AS m, (SELECT nextval('messages_id_seq') AS n) AS s \
-                 WHERE m.id = $3",
+                 SELECT s.n, s.name, s.n::text || '.' || s.token, $3, $4::bytea || $5::bytea \
+                 FROM (SELECT nextval('messages_id_seq') AS n, r.name, r.token \
+                       FROM unnest($1::text[], $2::text[]) AS r (name, token) \
+                       WHERE (SELECT count(*) FROM users WHERE name = ANY($1::text[])) \
+                             = cardinality($1::text[])) AS s",
             )
-            .bind(name)
-            .bind(random_token(UID_RANDOM))
-            .bind(first_id)
-            .execute(&mut *tx)
+            .bind(&names)
+            .bind(&tokens)
+            .bind(size)
+            .bind(&message.prefix[..])
+            .bind(&message.body[..])
+            .execute(&self.inner.pool)
             .await
             .map_err(failed)?;
+            // Durable once it returned (autocommit, synchronous_commit = on):
+            // the 250 may go.
+            if inserted.rows_affected() == names.len() as u64 {
+                return Ok(());
+            }
+            let known: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM users WHERE name = ANY($1)")
+                    .bind(&names)
+                    .fetch_all(&self.inner.pool)
+                    .await
+                    .map_err(failed)?;
+            if let Some(missing) = names.iter().find(|n| !known.contains(n)) {
+                return Err(StoreError::NoSuchUser(missing.clone()));
+            }
+            // Every user exists now: one was added between the two
+            // statements. Once more.
         }
-        // Durable once committed (synchronous_commit = on): the 250 may go.
-        tx.commit().await.map_err(failed)
+        Err(StoreError::Io(io::Error::other(
+            "delivering a message: the recipients changed while it was stored",
+        )))
     }
 
     async fn open_maildrop(&self, user: &str) -> Result<Box<dyn Maildrop>, StoreError> {
