@@ -387,14 +387,17 @@ impl Maildrop for MaildirDrop {
         // Big ones stream.
         if entry.size.is_some_and(|size| size <= WHOLE_READ_LIMIT) {
             let plan = lock(&self.ahead).plan(index, |i| self.whole_size(i));
-            let paths: Vec<(usize, PathBuf)> = plan
+            let paths: Vec<(usize, PathBuf, u64)> = plan
                 .into_iter()
-                .filter_map(|i| Some((i, self.listed.get(i)?.path.clone())))
+                .filter_map(|i| {
+                    let entry = self.listed.get(i)?;
+                    Some((i, entry.path.clone(), entry.size?))
+                })
                 .collect();
             let read = tokio::task::spawn_blocking(move || {
                 paths
                     .into_iter()
-                    .map(|(i, path)| (i, std::fs::read(path)))
+                    .map(|(i, path, size)| (i, read_sized(&path, size)))
                     .collect::<Vec<_>>()
             })
             .await
@@ -498,6 +501,26 @@ impl MaildirDrop {
     }
 }
 
+/// Reads a whole file whose name told its size: one read of `size + 1`
+/// octets returns exactly `size` when the name is right (a regular file
+/// gives everything up to its end in one read), which saves the `statx` and
+/// the read that only sees the end in `fs::read`. Any other count means the
+/// name is wrong or the read was short: read on to the end.
+fn read_sized(path: &Path, size: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let want = usize::try_from(size)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    let mut bytes = vec![0u8; want];
+    let n = file.read(&mut bytes)?;
+    bytes.truncate(n);
+    if u64::try_from(n).ok() != Some(size) {
+        file.read_to_end(&mut bytes)?;
+    }
+    Ok(bytes)
+}
+
 pub(crate) fn join_error(e: tokio::task::JoinError) -> StoreError {
     StoreError::Io(io::Error::other(format!("store task failed: {e}")))
 }
@@ -517,3 +540,20 @@ const STALE_TMP: Duration = Duration::from_secs(36 * 3600);
 
 /// Messages up to this size are read whole for RETR (see `open`).
 const WHOLE_READ_LIMIT: u64 = 256 * 1024;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod read_sized_tests {
+    use super::read_sized;
+
+    #[test]
+    fn reads_the_whole_file_whatever_the_name_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        let content: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        for claimed in [0, 1, 4999, 5000, 5001, 100_000] {
+            assert_eq!(read_sized(&path, claimed).unwrap(), content, "{claimed}");
+        }
+    }
+}
