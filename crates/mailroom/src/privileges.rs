@@ -2,6 +2,7 @@
 //! switches to the `run_as` user after binding and before it reads any
 //! client byte (no session task runs until the drop is done).
 
+use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
@@ -36,6 +37,10 @@ impl RunAs {
     pub(crate) fn drop_to(&self, data_dir: &Path) -> anyhow::Result<()> {
         chown_tree(data_dir, self.uid, self.gid)
             .with_context(|| format!("giving {} to {}", data_dir.display(), self.name))?;
+        self.drop_ids()
+    }
+
+    fn drop_ids(&self) -> anyhow::Result<()> {
         setgroups(&[self.gid]).context("setgroups")?;
         setgid(self.gid).context("setgid")?;
         setuid(self.uid).context("setuid")?;
@@ -46,6 +51,36 @@ impl RunAs {
         tracing::info!(user = %self.name, uid = self.uid.as_raw(), "dropped privileges");
         Ok(())
     }
+}
+
+/// The admin commands that write the data dir (`user`, `queue`, `sendmail`,
+/// `send` without `--server`), run by root where the config names a
+/// `run_as` user, become that user first, as serve does. Otherwise what
+/// they create (the users file, mode 0600; queue entries) would belong to
+/// root, and the running server, already that user, could not read it: a
+/// `user add` would break delivery for every user. Not root, or no
+/// `run_as`: nothing to do.
+pub(crate) fn become_run_as(run_as: Option<&str>, data_dir: &Path) -> anyhow::Result<()> {
+    let Some(name) = run_as else {
+        return Ok(());
+    };
+    if !Uid::effective().is_root() {
+        return Ok(());
+    }
+    let user = RunAs::lookup(name)?;
+    if !data_dir.exists() {
+        crate::serve::create_data_dir(data_dir)?;
+    }
+    // Left by root before run_as was configured: give it over, as serve
+    // would at its next start; otherwise only the top is looked at.
+    let owner = std::fs::metadata(data_dir)
+        .with_context(|| format!("data dir {}", data_dir.display()))?
+        .uid();
+    if owner != user.uid.as_raw() {
+        chown_tree(data_dir, user.uid, user.gid)
+            .with_context(|| format!("giving {} to {}", data_dir.display(), user.name))?;
+    }
+    user.drop_ids()
 }
 
 fn chown_tree(path: &Path, uid: Uid, gid: Gid) -> anyhow::Result<()> {

@@ -15,6 +15,7 @@ pub(crate) fn run(cli: &Cli, cmd: &QueueCommand) -> anyhow::Result<()> {
     if !crate::stores::is_postgres(&store_url) {
         config::require_data_dir(&data_dir)?;
     }
+    crate::privileges::become_run_as(raw.run_as.as_deref(), &data_dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -132,6 +132,7 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs) -> anyhow::Result<()> {
         if !crate::stores::is_postgres(&store_url) {
             config::require_data_dir(&data_dir)?;
         }
+        crate::privileges::become_run_as(raw.run_as.as_deref(), &data_dir)?;
         let id =
             crate::sendmail::enqueue(&store_url, &data_dir, Some(&from), &recipients, message)?;
         eprintln!("queued as {id}");

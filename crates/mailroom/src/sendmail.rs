@@ -139,6 +139,8 @@ fn inject(options: Options) -> Result<(), (u8, String)> {
             format!("data dir {} does not exist", data_dir.display()),
         ));
     }
+    crate::privileges::become_run_as(raw.run_as.as_deref(), &data_dir)
+        .map_err(|e| (EX_TEMPFAIL, format!("{e:#}")))?;
 
     let mut input = Vec::new();
     std::io::stdin()

@@ -13,6 +13,7 @@ pub(crate) fn run(cli: &Cli, cmd: &UserCommand) -> anyhow::Result<()> {
     let raw = config::load_raw(cli)?;
     let data_dir = config::data_dir(cli, &raw);
     let store_url = config::store_url(cli, &raw)?;
+    crate::privileges::become_run_as(raw.run_as.as_deref(), &data_dir)?;
     match cmd {
         UserCommand::Add { .. } => create_data_dir(&data_dir)?,
         _ if crate::stores::is_postgres(&store_url) => {}

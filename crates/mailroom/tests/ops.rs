@@ -253,8 +253,61 @@ fn root_started_server_drops_to_run_as() {
         &simple_message("after drop", "delivered by an unprivileged process"),
     );
     assert_eq!(reply.code, 250, "{reply}");
-    smtp.ok("QUIT", 221);
     assert_eq!(env.messages("alice").len(), 1);
+
+    // Root adds a user while the server runs as mailroom-test: the command
+    // becomes run_as too, so the server can still read what it wrote.
+    let mut add = Command::new(bin())
+        .arg("--config")
+        .arg(env.dir.path().join("mailroom.toml"))
+        .arg("--data-dir")
+        .arg(env.dir.data_dir())
+        .args(["user", "add", "carol", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        add.stdin
+            .take()
+            .unwrap()
+            .write_all(b"carol-password\n")
+            .unwrap();
+    }
+    let out = add.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let owner = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(env.dir.data_dir().join("users"))
+            .unwrap()
+            .uid()
+    };
+    let expected = String::from_utf8(
+        Command::new("id")
+            .args(["-u", "mailroom-test"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(owner.to_string(), expected.trim(), "users file owner");
+    for rcpt in ["carol@example.test", "alice@example.test"] {
+        let reply = smtp.send_mail(
+            "sender@remote.test",
+            &[rcpt],
+            &simple_message("after user add", "root added a user meanwhile"),
+        );
+        assert_eq!(reply.code, 250, "{rcpt}: {reply}");
+    }
+    smtp.ok("QUIT", 221);
+    assert_eq!(env.messages("carol").len(), 1);
+    assert_eq!(env.messages("alice").len(), 2);
 }
 
 /// The subject CN of the certificate the smtps listener presents now.
