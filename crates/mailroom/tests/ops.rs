@@ -94,6 +94,17 @@ fn check_reports_every_problem_with_its_key() {
         "example config: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The Debian package's /etc/mailroom/mailroom.toml.
+    let packaged = concat!(env!("CARGO_MANIFEST_DIR"), "/../../packaging/mailroom.toml");
+    let out = Command::new(bin())
+        .args(["check", "--config", packaged])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "packaging/mailroom.toml: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
