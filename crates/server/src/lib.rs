@@ -16,6 +16,7 @@
 //! [`run`] takes already-bound listeners and a [`Shutdown`]: the binary binds
 //! (and may drop privileges) first; tests bind port 0.
 
+mod accept;
 mod auth;
 pub mod config;
 mod guard;

@@ -15,65 +15,25 @@ use mailroom_pop3_proto::{
 use mailroom_store::{Maildrop, StoreError};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::Instrument;
 
+use crate::accept::accept_loop;
 use crate::auth::{self, Proof, Verdict};
 use crate::config::ListenerKind;
-use crate::io::{Input, write_all};
+use crate::io::Input;
 use crate::limits::ConnectionSlot;
 use crate::sasl;
 use crate::stream::Stream;
-use crate::{Context, Shutdown, ids};
+use crate::{Context, Shutdown};
 
 /// Accepts POP3 connections on `listener` until `shutdown` fires.
 pub async fn serve(
     ctx: Arc<Context>,
     listener: TcpListener,
     kind: ListenerKind,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.triggered() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                metrics::counter!("mailroom_connections_total", "service" => kind.name())
-                    .increment(1);
-                let Some(slot) = ctx.limits.acquire(peer.ip()) else {
-                    metrics::counter!("mailroom_connections_refused_total", "service" => kind.name()).increment(1);
-                    tracing::warn!(%peer, service = kind.name(), "connection limit reached");
-                    tokio::spawn(async move {
-                        let mut stream = stream;
-                        let _ = write_all(
-                            &mut stream,
-                            b"-ERR [SYS/TEMP] too many connections\r\n",
-                            Duration::from_secs(5),
-                        )
-                        .await;
-                    });
-                    continue;
-                };
-                let ctx = ctx.clone();
-                let shutdown = shutdown.clone();
-                let span = tracing::info_span!("pop3", session = %ids::new_id(), %peer, service = kind.name());
-                tokio::spawn(
-                    async move {
-                        if let Err(err) = session(ctx, stream, peer, kind, shutdown, slot).await {
-                            tracing::debug!(error = %err, "connection ended");
-                        }
-                    }
-                    .instrument(span),
-                );
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    let refusal = b"-ERR [SYS/TEMP] too many connections\r\n".to_vec();
+    accept_loop(ctx, listener, kind, shutdown, refusal, session).await;
 }
 
 static GREETING_COUNTER: AtomicU64 = AtomicU64::new(0);

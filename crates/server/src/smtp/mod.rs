@@ -12,11 +12,11 @@ use mailroom_smtp_proto::{
 };
 use mailroom_store::{IncomingMessage, QueueEntry, QueuedRecipient, RecipientState};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::Instrument;
 
+use crate::accept::accept_loop;
 use crate::auth::{self, Proof, Verdict};
 use crate::config::ListenerKind;
-use crate::io::{Input, write_all};
+use crate::io::Input;
 use crate::limits::ConnectionSlot;
 use crate::router::{Route, Router, store_reply, verify};
 use crate::sasl::{self, Exchange, Step};
@@ -28,49 +28,11 @@ pub async fn serve(
     ctx: Arc<Context>,
     listener: TcpListener,
     kind: ListenerKind,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.triggered() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                metrics::counter!("mailroom_connections_total", "service" => kind.name())
-                    .increment(1);
-                let Some(slot) = ctx.limits.acquire(peer.ip()) else {
-                    metrics::counter!("mailroom_connections_refused_total", "service" => kind.name()).increment(1);
-                    tracing::warn!(%peer, service = kind.name(), "connection limit reached");
-                    tokio::spawn(refuse(stream, ctx.config.hostname.clone()));
-                    continue;
-                };
-                let ctx = ctx.clone();
-                let shutdown = shutdown.clone();
-                let span = tracing::info_span!("smtp", session = %ids::new_id(), %peer, service = kind.name());
-                tokio::spawn(
-                    async move {
-                        if let Err(err) = session(ctx, stream, peer, kind, shutdown, slot).await {
-                            tracing::debug!(error = %err, "connection ended");
-                        }
-                    }
-                    .instrument(span),
-                );
-            }
-            Err(err) => {
-                // Usually EMFILE/ENFILE: back off instead of spinning or exiting.
-                tracing::warn!(error = %err, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn refuse(mut stream: TcpStream, hostname: String) {
-    let mut out = Vec::new();
-    codes::too_many_connections(&hostname).write_to(&mut out);
-    let _ = write_all(&mut stream, &out, std::time::Duration::from_secs(5)).await;
+    let mut refusal = Vec::new();
+    codes::too_many_connections(&ctx.config.hostname).write_to(&mut refusal);
+    accept_loop(ctx, listener, kind, shutdown, refusal, session).await;
 }
 
 /// Per-session state the driver keeps beside the protocol state machine.
