@@ -2,7 +2,8 @@
 //! that do not depend on an engine: password hashing and aliases(5) parsing.
 //!
 //! Everything that persists goes through these traits: users and aliases
-//! ([`UserDb`]) and maildrops ([`MailStore`], [`Maildrop`]). The embedded
+//! ([`UserDb`]), maildrops ([`MailStore`], [`Maildrop`]), the queue
+//! ([`QueueStore`]) and DKIM keys ([`DkimKeyStore`]). The embedded
 //! engine (`mailroom-store-maildir`) and the PostgreSQL engine implement
 //! them; the agents (`mailroom-server`) hold `Arc<dyn …>` handles and never
 //! a path or a connection string.
@@ -11,6 +12,7 @@
 //! once it is on stable storage (file and directory fsync'd, or committed).
 
 pub mod aliases;
+pub mod dkim;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod names;
@@ -21,6 +23,7 @@ use std::io;
 use std::sync::Arc;
 
 pub use aliases::{AliasTable, Expansion};
+pub use dkim::{DkimAlgorithm, DkimKey, DkimKeyStore, NewDkimKey};
 pub use queue::{QueueEntry, QueueStore, QueuedRecipient, RecipientState};
 
 /// A local user as the directory knows it.
@@ -109,6 +112,12 @@ pub enum StoreError {
     /// Stored data could not be understood (a damaged users file, say).
     #[error("corrupt store data: {0}")]
     Corrupt(String),
+    /// The domain already has a DKIM key with this selector.
+    #[error("DKIM key already exists: {0}")]
+    KeyExists(String),
+    /// A DKIM key, domain or selector the store cannot keep.
+    #[error("invalid DKIM key: {0}")]
+    InvalidKey(String),
     /// Any other I/O failure; temporary from the client's point of view.
     #[error("store I/O error: {0}")]
     Io(#[from] io::Error),
