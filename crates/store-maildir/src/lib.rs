@@ -16,6 +16,8 @@
 //!   users.lock     flock: writers exclusive, reloading readers shared
 //!   .users.tmp     .secrets.tmp: a write in progress (replaced by rename)
 //!   aliases        aliases(5), edited by the operator
+//!   dkim/DOMAIN/SELECTOR.key   DKIM private keys, PEM (0600); the newest
+//!                  signs ([`MaildirDkimKeys`])
 //!   mail/NAME/     one Maildir per user, created on first delivery or login
 //!     tmp/         messages being written
 //!     new/         delivered, not yet seen by a MUA
@@ -63,6 +65,7 @@
 //! and the kernel releases it when the process dies: a crashed server
 //! never locks a user out.
 
+mod dkim;
 mod fsutil;
 mod maildir;
 mod names;
@@ -85,6 +88,7 @@ use crate::sync::DirSyncer;
 use crate::users::{UserFiles, canonical_name, check_value};
 
 // For other Maildir writers (`mailroom fetch`): unique names, durable renames.
+pub use crate::dkim::MaildirDkimKeys;
 pub use crate::fsutil::sync_dir;
 pub use crate::names::{sanitise_host, unique_base};
 pub use crate::queue::MaildirQueue;
