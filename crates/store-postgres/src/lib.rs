@@ -29,7 +29,7 @@
 //! whose version is newer than [`SCHEMA_VERSION`] is refused at start: an
 //! older binary must not write a schema it does not know.
 //!
-//! # SQL layout (schema version 1)
+//! # SQL layout (schema version 2)
 //!
 //! ```text
 //! schema_version  (version)                        one row
@@ -43,6 +43,8 @@
 //! queue_entries   (id PK, created, held, next_attempt, claimed_until,
 //!                  claimed_by, envelope text)      partial index on due
 //! queue_messages  (id PK → queue_entries ON DELETE CASCADE, data bytea)
+//! dkim_keys       (id, domain, selector, algorithm, private_key PEM,
+//!                  created; UNIQUE (domain, selector))      version 2
 //! ```
 //!
 //! - **Users** have canonical names (1–64 of `[a-z0-9._-]`, not starting
@@ -116,6 +118,7 @@
 //! running store. Both need `MAILROOM_TEST_PG` (`scripts/pg-test-cluster.sh
 //! start` prints it); without it they skip, or fail when `CI=true`.
 
+mod dkim;
 mod maildrop;
 mod queue;
 mod schema;
@@ -127,7 +130,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use mailroom_store::{MailStore, QueueStore, StoreError, UserDb};
+use mailroom_store::{DkimKeyStore, MailStore, QueueStore, StoreError, UserDb};
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -315,6 +318,11 @@ impl PgStore {
     /// (`host/pid/random`), for logs and for reading `maildrop_locks`.
     pub fn node(&self) -> &str {
         self.inner.node.trim_end_matches('/')
+    }
+
+    /// The store's DKIM keys, as the trait object `serve` and `dkim` take.
+    pub fn dkim_keys(&self) -> Arc<dyn DkimKeyStore> {
+        Arc::new(self.clone())
     }
 
     /// The store as the three trait objects the agents take.

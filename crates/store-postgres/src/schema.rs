@@ -21,7 +21,10 @@ use crate::db_error;
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_dkim_keys.sql"),
+];
 
 /// Key of the advisory lock migrations take: "mailroom" in ASCII.
 const LOCK_KEY: i64 = 0x6d61_696c_726f_6f6d;

@@ -23,10 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mailroom_store::{
-    IncomingMessage, MailStore, Maildrop, NewUser, QueueEntry, QueueStore, QueuedRecipient,
-    RecipientState, StoreError, UserDb,
+    DkimAlgorithm, DkimKeyStore, IncomingMessage, MailStore, Maildrop, NewDkimKey, NewUser,
+    QueueEntry, QueueStore, QueuedRecipient, RecipientState, StoreError, UserDb,
 };
-use mailroom_store_maildir::{MaildirQueue, MaildirStore};
+use mailroom_store_maildir::{MaildirDkimKeys, MaildirQueue, MaildirStore};
 use mailroom_store_postgres::{PgOptions, PgStore};
 use tokio::io::AsyncReadExt;
 
@@ -38,6 +38,7 @@ struct Node {
     users: Arc<dyn UserDb>,
     mail: Arc<dyn MailStore>,
     queue: Arc<dyn QueueStore>,
+    dkim: Arc<dyn DkimKeyStore>,
 }
 
 /// An engine under test: its storage, and the first node on it.
@@ -144,12 +145,18 @@ fn maildir_node(dir: &std::path::Path, host: &str) -> Node {
         users: store.clone(),
         mail: store,
         queue: Arc::new(MaildirQueue::open(dir).unwrap()),
+        dkim: Arc::new(MaildirDkimKeys::new(dir)),
     }
 }
 
 fn pg_node(store: &PgStore) -> Node {
     let (mail, users, queue) = store.handles();
-    Node { users, mail, queue }
+    Node {
+        users,
+        mail,
+        queue,
+        dkim: store.dkim_keys(),
+    }
 }
 
 fn pg_options() -> PgOptions {
@@ -202,6 +209,9 @@ suite!(
     queue_remove_is_final,
     claim_due_hands_out_each_due_entry_once_per_lease,
     renew_claim_extends_a_live_claim_only,
+    dkim_keys_add_list_delete,
+    dkim_keys_refuse_duplicates_and_bad_input,
+    dkim_key_added_twice_at_once_is_stored_once,
 );
 
 // ---------------------------------------------------------------------------
@@ -1080,6 +1090,204 @@ async fn renew_claim_extends_a_live_claim_only(h: &Harness) {
 }
 
 // ---------------------------------------------------------------------------
+// DKIM keys
+
+// RFC 8410 §10.3's example Ed25519 key (PKCS#8).
+const ED25519_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
+    MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\
+    -----END PRIVATE KEY-----\n";
+
+/// The store only looks at a PKCS#1 key's label; signing parses the rest.
+fn rsa_pem(tag: &str) -> String {
+    format!("-----BEGIN RSA PRIVATE KEY-----\nMIIE{tag}\n-----END RSA PRIVATE KEY-----\n")
+}
+
+fn dkim_key(domain: &str, selector: &str, algorithm: DkimAlgorithm, pem: &str) -> NewDkimKey {
+    NewDkimKey {
+        domain: domain.to_string(),
+        selector: selector.to_string(),
+        algorithm,
+        private_pem: pem.to_string(),
+    }
+}
+
+/// (domain, selector) of every key, in the store's order.
+async fn dkim_names(keys: &dyn DkimKeyStore) -> Vec<(String, String)> {
+    keys.dkim_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.domain, k.selector))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(d, s)| (d.to_string(), s.to_string()))
+        .collect()
+}
+
+async fn dkim_keys_add_list_delete(h: &Harness) {
+    let keys = &h.node.dkim;
+    assert!(keys.dkim_keys().await.unwrap().is_empty());
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let stored = keys
+        .add_dkim_key(dkim_key(
+            "Example.ORG.",
+            "s1",
+            DkimAlgorithm::Ed25519,
+            ED25519_PEM,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(stored.domain, "example.org");
+    assert_eq!(stored.selector, "s1");
+    assert_eq!(stored.algorithm, DkimAlgorithm::Ed25519);
+    assert_eq!(stored.private_pem, ED25519_PEM);
+    assert!(
+        (before - 5..=before + 60).contains(&stored.created),
+        "created {} vs now {before}",
+        stored.created
+    );
+    // File timestamps may be as coarse as a clock tick: let one pass, so
+    // "newest" is well defined for every engine.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let rsa = rsa_pem("s2");
+    keys.add_dkim_key(dkim_key("example.org", "s2", DkimAlgorithm::Rsa, &rsa))
+        .await
+        .unwrap();
+    keys.add_dkim_key(dkim_key(
+        "example.com",
+        "mailroom",
+        DkimAlgorithm::Ed25519,
+        ED25519_PEM,
+    ))
+    .await
+    .unwrap();
+    // Sorted by domain, the newest (signing) key of a domain first.
+    let expected = pairs(&[
+        ("example.com", "mailroom"),
+        ("example.org", "s2"),
+        ("example.org", "s1"),
+    ]);
+    assert_eq!(dkim_names(keys.as_ref()).await, expected);
+    // Another node (or the CLI) sees the same keys, byte for byte.
+    let other = h.other_node().await;
+    assert_eq!(dkim_names(other.dkim.as_ref()).await, expected);
+    let listed = other.dkim.dkim_keys().await.unwrap();
+    assert_eq!(listed[1].algorithm, DkimAlgorithm::Rsa);
+    assert_eq!(listed[1].private_pem, rsa);
+    assert_eq!(listed[2], stored);
+    assert!(listed[1].created >= listed[2].created);
+
+    // Deleting the newest makes the older one sign again.
+    assert!(
+        other
+            .dkim
+            .delete_dkim_key("EXAMPLE.org", "s2")
+            .await
+            .unwrap()
+    );
+    assert!(!keys.delete_dkim_key("example.org", "s2").await.unwrap());
+    assert_eq!(
+        dkim_names(keys.as_ref()).await,
+        pairs(&[("example.com", "mailroom"), ("example.org", "s1")])
+    );
+    // A deleted selector may be used again.
+    keys.add_dkim_key(dkim_key(
+        "example.org",
+        "s2",
+        DkimAlgorithm::Ed25519,
+        ED25519_PEM,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(dkim_names(keys.as_ref()).await.len(), 3);
+}
+
+async fn dkim_keys_refuse_duplicates_and_bad_input(h: &Harness) {
+    let keys = &h.node.dkim;
+    let first = rsa_pem("first");
+    keys.add_dkim_key(dkim_key("example.org", "s1", DkimAlgorithm::Rsa, &first))
+        .await
+        .unwrap();
+    // The same selector again, from any node, even in another case of
+    // the domain: refused, and the first key is untouched.
+    let other = h.other_node().await;
+    for domain in ["example.org", "EXAMPLE.ORG"] {
+        let again = other
+            .dkim
+            .add_dkim_key(dkim_key(
+                domain,
+                "s1",
+                DkimAlgorithm::Rsa,
+                &rsa_pem("second"),
+            ))
+            .await;
+        assert!(matches!(again, Err(StoreError::KeyExists(_))), "{again:?}");
+    }
+    let listed = keys.dkim_keys().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].private_pem, first);
+
+    let bad = [
+        dkim_key("../etc", "s1", DkimAlgorithm::Rsa, &first),
+        dkim_key("example.org", "../s1", DkimAlgorithm::Rsa, &first),
+        dkim_key("example.org", "", DkimAlgorithm::Rsa, &first),
+        dkim_key("", "s1", DkimAlgorithm::Rsa, &first),
+        dkim_key("exa mple.org", "s1", DkimAlgorithm::Rsa, &first),
+        // The PEM says Ed25519, the caller says RSA.
+        dkim_key("example.org", "s3", DkimAlgorithm::Rsa, ED25519_PEM),
+        dkim_key("example.org", "s3", DkimAlgorithm::Rsa, "not a key"),
+    ];
+    for key in bad {
+        let result = keys.add_dkim_key(key.clone()).await;
+        assert!(
+            matches!(result, Err(StoreError::InvalidKey(_))),
+            "{key:?}: {result:?}"
+        );
+    }
+    assert_eq!(keys.dkim_keys().await.unwrap().len(), 1);
+    assert!(matches!(
+        keys.delete_dkim_key("../etc", "s1").await,
+        Err(StoreError::InvalidKey(_))
+    ));
+}
+
+async fn dkim_key_added_twice_at_once_is_stored_once(h: &Harness) {
+    let other = h.other_node().await;
+    let mut tasks = Vec::new();
+    for (i, node) in [h.node.clone(), other.clone(), h.node.clone(), other]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            let pem = rsa_pem(&format!("n{i}"));
+            let result = node
+                .dkim
+                .add_dkim_key(dkim_key("example.net", "race", DkimAlgorithm::Rsa, &pem))
+                .await;
+            (pem, result)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (pem, Ok(_)) => winners.push(pem),
+            (_, Err(StoreError::KeyExists(_))) => {}
+            (_, Err(e)) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one add wins");
+    let listed = h.node.dkim.dkim_keys().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].private_pem, winners[0]);
+}
+
+// ---------------------------------------------------------------------------
 // PostgreSQL only: what depends on the database being shared by nodes.
 
 mod postgres_only {
@@ -1308,6 +1516,50 @@ mod postgres_only {
             .await
             .unwrap();
         assert_eq!(sizes, [message("x\r\n").len() as i64; 2]);
+        finish(db, &[&store]).await;
+    }
+
+    /// A database made by the release before DKIM keys (schema version 1,
+    /// with a user in it) is brought to version 2 at the next start, and
+    /// what it held is still there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_version_1_database_gains_the_dkim_table() {
+        let Some(base) = common::pg_base_url() else {
+            return;
+        };
+        let db = TestDb::create(&base).await;
+        let mut conn = db.connect().await;
+        sqlx::raw_sql(include_str!("../migrations/0001_init.sql"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE schema_version (version integer NOT NULL); \
+             INSERT INTO schema_version VALUES (1); \
+             INSERT INTO users (name, password_hash) VALUES ('alice', 'h')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let store = PgStore::connect_with(&db.url, pg_options()).await.unwrap();
+        let version: i32 = sqlx::query_scalar("SELECT version FROM schema_version")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let (_, users, _) = store.handles();
+        assert!(users.lookup("alice").await.unwrap().is_some());
+        let keys = store.dkim_keys();
+        keys.add_dkim_key(dkim_key(
+            "example.org",
+            "s1",
+            DkimAlgorithm::Ed25519,
+            ED25519_PEM,
+        ))
+        .await
+        .unwrap();
+        assert_eq!(keys.dkim_keys().await.unwrap().len(), 1);
+        drop(conn);
         finish(db, &[&store]).await;
     }
 
