@@ -75,9 +75,8 @@ async fn serve(
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
     for (kind, addr) in &settings.listen {
-        let socket = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {} on {addr}", kind.name()))?;
+        let socket =
+            bind_listener(*addr).with_context(|| format!("binding {} on {addr}", kind.name()))?;
         let local = socket
             .local_addr()
             .with_context(|| format!("address of {} listener", kind.name()))?;
@@ -104,16 +103,22 @@ async fn serve(
     };
     // Every port is bound: from here on nothing needs root. No session runs
     // before this point, so no client byte is read with privileges.
-    // DKIM keys are read while the files' owner may still be root.
-    let dkim = if settings.mail_auth.sign {
-        crate::dkim::load_signer(data_dir)?
+    // The embedded store's DKIM key files are read while their owner may
+    // still be root; PostgreSQL's keys once the store is open.
+    let file_keys = if settings.mail_auth.sign && !crate::stores::is_postgres(store_url) {
+        Some(crate::dkim::load_signer_from_files(data_dir).await?)
     } else {
-        mailroom_mailauth::Signer::default()
+        None
     };
     if let Some(run_as) = &run_as {
         run_as.drop_to(data_dir)?;
     }
     let stores = crate::stores::open(store_url, data_dir, &hostname).await?;
+    let dkim = match file_keys {
+        Some(signer) => signer,
+        None if settings.mail_auth.sign => crate::dkim::load_signer(stores.dkim.as_ref()).await?,
+        None => mailroom_mailauth::Signer::default(),
+    };
     let queue = stores.queue.clone();
     let queue_for_metrics = queue.clone();
     let verifier = if settings.mail_auth.verify {
@@ -288,6 +293,26 @@ fn generate_self_signed(hostname: &str, dir: &Path, cert: &Path, key: &Path) -> 
     write(key, certified.signing_key.serialize_pem(), 0o600)?;
     write(cert, certified.cert.pem(), 0o644)?;
     Ok(())
+}
+
+/// Pending connections the kernel may queue per listener (capped by
+/// net.core.somaxconn). The usual default of 128 overflows under a
+/// connection flood before the accept loop can answer 421: clients whose
+/// handshake completed into a full queue then wait for a greeting that
+/// never comes.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a mail listener with [`LISTEN_BACKLOG`] (SO_REUSEADDR, as a plain
+/// bind would set, so a restart need not wait for TIME_WAIT).
+fn bind_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Creates the data dir (mode 0700: it holds password hashes and mail).
