@@ -15,6 +15,8 @@ const READ_SIZE: usize = 64 * 1024;
 /// Consumed bytes are dropped from the front of the buffer once there are
 /// this many (or when everything has been consumed).
 const COMPACT_AT: usize = 32 * 1024;
+/// How long one read may wait for the server.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// A line longer than this is a protocol error, not a reason to grow forever.
 const MAX_LINE: usize = 64 * 1024;
 
@@ -69,7 +71,12 @@ impl Conn {
         if self.buf.capacity() - self.buf.len() < READ_SIZE / 2 {
             self.buf.reserve(READ_SIZE);
         }
-        let n = self.stream.read_buf(&mut self.buf).await.context("read")?;
+        // A server that never answers (a handshake lost in a full accept
+        // queue, say) fails the operation instead of hanging the load.
+        let n = tokio::time::timeout(READ_TIMEOUT, self.stream.read_buf(&mut self.buf))
+            .await
+            .map_err(|_| anyhow::anyhow!("no data from the server within {READ_TIMEOUT:?}"))?
+            .context("read")?;
         if n == 0 {
             bail!("connection closed by the peer");
         }

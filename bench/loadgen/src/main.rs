@@ -9,6 +9,10 @@
 //! - `smtp`: SMTP intake (EHLO, then MAIL, RCPT, DATA per message);
 //! - `maildrop`: writes a benchmark maildrop in mailroom's or Dovecot's
 //!   storage form;
+//! - `hold`: opens many SMTP connections and keeps them idle (server RSS
+//!   per connection; connection caps answer 421);
+//! - `slowloris`: sockets that send one byte of a never-ending command line
+//!   every few seconds, until the server's timeout closes them;
 //! - `selftest`: runs the loads against a trivial in-process responder, to
 //!   show how far the load generator itself goes.
 //!
@@ -22,6 +26,7 @@
 //! alone is one the server can use.
 
 mod conn;
+mod hold;
 mod maildrop;
 mod pop3;
 mod responder;
@@ -63,8 +68,63 @@ enum Command {
     Smtp(SmtpArgs),
     /// Writes a benchmark maildrop into a Maildir.
     Maildrop(MaildropArgs),
+    /// Opens many SMTP connections, holds them idle, reports server RSS.
+    Hold(HoldArgs),
+    /// Slow clients: one byte of a command line every few seconds.
+    Slowloris(SlowArgs),
     /// Runs every load against a trivial in-process responder.
     Selftest(SelftestArgs),
+}
+
+#[derive(Args)]
+struct Sources {
+    /// Source addresses, spread round-robin: `127.0.0.1,127.0.0.2` or
+    /// `127.0.0.1-4` (every 127.0.0.x is loopback on Linux).
+    #[arg(long, default_value = "127.0.0.1")]
+    sources: String,
+    /// Connects (and greetings awaited) in flight at once.
+    #[arg(long, default_value_t = 256)]
+    parallel: usize,
+}
+
+#[derive(Args)]
+struct HoldArgs {
+    #[command(flatten)]
+    server: Server,
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    #[command(flatten)]
+    sources: Sources,
+    /// Send EHLO on each connection before holding it.
+    #[arg(long)]
+    ehlo: bool,
+    /// Seconds to hold the connections open.
+    #[arg(long, default_value_t = 5)]
+    hold_secs: u64,
+    /// The server's pid, for VmRSS before, while held and after.
+    #[arg(long, value_name = "PID")]
+    watch_pid: Option<u32>,
+}
+
+#[derive(Args)]
+struct SlowArgs {
+    #[command(flatten)]
+    server: Server,
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    #[command(flatten)]
+    sources: Sources,
+    /// Milliseconds between two bytes.
+    #[arg(long, default_value_t = 3000)]
+    interval_ms: u64,
+    /// Stop after this many seconds; connections still open then are
+    /// reported as such.
+    #[arg(long, default_value_t = 120)]
+    duration_secs: u64,
+    /// Reconnect whenever the server closes a socket (keeps the pressure
+    /// on for the whole duration).
+    #[arg(long)]
+    reconnect: bool,
 }
 
 #[derive(Args)]
@@ -282,6 +342,36 @@ async fn run(command: Command) -> Result<bool> {
             );
             Ok(false)
         }
+        Command::Hold(a) => {
+            let addr = resolve(&a.server.server)?;
+            let r = hold::hold(hold::HoldLoad {
+                addr,
+                sources: hold::parse_sources(&a.sources.sources)?,
+                connections: a.connections,
+                parallel: a.sources.parallel,
+                ehlo: a.ehlo,
+                hold: Duration::from_secs(a.hold_secs),
+                watch_pid: a.watch_pid,
+            })
+            .await?;
+            println!("{}", hold_json(&a.server.server, a.connections, &r));
+            Ok(false)
+        }
+        Command::Slowloris(a) => {
+            let addr = resolve(&a.server.server)?;
+            let r = hold::slowloris(hold::SlowLoad {
+                addr,
+                sources: hold::parse_sources(&a.sources.sources)?,
+                connections: a.connections,
+                parallel: a.sources.parallel,
+                interval: Duration::from_millis(a.interval_ms.max(1)),
+                duration: Duration::from_secs(a.duration_secs),
+                reconnect: a.reconnect,
+            })
+            .await?;
+            println!("{}", slow_json(&a.server.server, a.interval_ms, r));
+            Ok(false)
+        }
         Command::Selftest(a) => selftest(a).await,
     }
 }
@@ -466,5 +556,58 @@ fn smtp_json(
         r.latencies.percentile_ms(99.0),
         r.latencies.percentile_ms(100.0),
         watch_fields(watch)
+    )
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "null".to_string(), |v| v.to_string())
+}
+
+fn hold_json(server: &str, wanted: usize, r: &hold::HoldReport) -> String {
+    let per_conn = match (r.rss_before_kib, r.rss_held_kib) {
+        (Some(before), Some(held)) if r.open > 0 => {
+            format!("{:.2}", held.saturating_sub(before) as f64 / r.open as f64)
+        }
+        _ => "null".to_string(),
+    };
+    format!(
+        "{{\"test\":\"hold\",\"server\":{server:?},\"connections\":{wanted},\"open\":{},\
+         \"open_per_source\":{:?},\"refused_421\":{},\"first_421\":{:?},\"failed\":{},\
+         \"first_failure\":{:?},\"connect_s\":{:.2},\"open_at_end\":{},\
+         \"server_rss_before_kib\":{},\"server_rss_held_kib\":{},\
+         \"server_rss_after_close_kib\":{},\"rss_per_connection_kib\":{per_conn}}}",
+        r.open,
+        r.open_per_source,
+        r.refused_421,
+        r.first_421.as_deref().unwrap_or(""),
+        r.failed,
+        r.first_failure.as_deref().unwrap_or(""),
+        r.connect_seconds,
+        r.open_at_end,
+        opt(r.rss_before_kib),
+        opt(r.rss_held_kib),
+        opt(r.rss_after_close_kib),
+    )
+}
+
+fn slow_json(server: &str, interval_ms: u64, mut r: hold::SlowReport) -> String {
+    format!(
+        "{{\"test\":\"slowloris\",\"server\":{server:?},\"interval_ms\":{interval_ms},\
+         \"opened\":{},\"failed\":{},\"first_failure\":{:?},\"closed_by_server\":{},\
+         \"got_421\":{},\"first_reply\":{:?},\"still_open\":{},\"bytes_sent\":{},\
+         \"lifetime_min_s\":{:.1},\"lifetime_p50_s\":{:.1},\"lifetime_max_s\":{:.1},\
+         \"seconds\":{:.1}}}",
+        r.opened,
+        r.failed,
+        r.first_failure.as_deref().unwrap_or(""),
+        r.closed_by_server,
+        r.got_421,
+        r.first_reply.as_deref().unwrap_or(""),
+        r.still_open,
+        r.bytes_sent,
+        r.lifetimes.percentile_ms(0.0) / 1000.0,
+        r.lifetimes.percentile_ms(50.0) / 1000.0,
+        r.lifetimes.percentile_ms(100.0) / 1000.0,
+        r.seconds,
     )
 }
