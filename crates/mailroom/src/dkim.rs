@@ -1,149 +1,123 @@
-//! `mailroom dkim generate|show`: DKIM keys in the data dir and the DNS
+//! `mailroom dkim generate|show`: DKIM keys in the store and the DNS
 //! records a domain publishes; and [`load_signer`], which `serve` uses.
 //!
-//! Keys live in `DATA_DIR/dkim/DOMAIN/SELECTOR.key` (PEM, mode 0600, the
-//! directories 0700). A domain may hold several selectors while a new key
-//! is being published; the newest file (by modification time) signs.
+//! Keys go through the store (`mailroom_store::DkimKeyStore`), so with
+//! `--store postgres://…` every node signs with the keys any node
+//! generated. The embedded store keeps them in
+//! `DATA_DIR/dkim/DOMAIN/SELECTOR.key` (PEM, mode 0600). A domain may hold
+//! several selectors while a new key is being published; the newest signs.
 
-use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use mailroom_core::Domain;
 use mailroom_mailauth::keys::{self, Algorithm, PrivateKey};
 use mailroom_mailauth::{DomainKey, Signer};
+use mailroom_store::{DkimAlgorithm, DkimKey, DkimKeyStore, NewDkimKey, StoreError};
+use mailroom_store_maildir::MaildirDkimKeys;
 
 use crate::cli::{Cli, DkimCommand};
 
-/// Where a domain's keys are.
-fn domain_dir(data_dir: &Path, domain: &str) -> PathBuf {
-    data_dir.join("dkim").join(domain)
-}
-
-/// One key file found on disk.
-struct KeyFile {
-    selector: String,
-    path: PathBuf,
-    modified: SystemTime,
-    key: PrivateKey,
-}
-
-/// The domain's keys, newest (the signing one) first. Files that are not
-/// `SELECTOR.key` are ignored; a key file that does not parse is an error.
-fn domain_keys(data_dir: &Path, domain: &str) -> anyhow::Result<Vec<KeyFile>> {
-    let dir = domain_dir(data_dir, domain);
-    let entries = match fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
-        let path = entry.path();
-        let Some(selector) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".key"))
-            .filter(|s| keys::valid_selector(s))
-            .map(str::to_string)
-        else {
+/// Every domain's signing key (its newest), for `serve`. A key that does
+/// not parse is an error: better to refuse to start than to send unsigned
+/// mail from a domain that publishes p=reject.
+pub(crate) async fn load_signer(store: &dyn DkimKeyStore) -> anyhow::Result<Signer> {
+    let mut keys: Vec<DomainKey> = Vec::new();
+    for stored in store.dkim_keys().await.context("reading the DKIM keys")? {
+        // Listed newest first within a domain: the first one signs.
+        if keys.last().is_some_and(|k| k.domain == stored.domain) {
             continue;
-        };
-        let pem = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let key =
-            PrivateKey::from_pem(&pem).with_context(|| format!("DKIM key {}", path.display()))?;
-        let modified = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        found.push(KeyFile {
-            selector,
-            path,
-            modified,
+        }
+        let key = parse(&stored)?;
+        tracing::info!(domain = %stored.domain, selector = %stored.selector, algorithm = %key.algorithm().signature_algorithm(), "DKIM signing key");
+        keys.push(DomainKey {
+            domain: stored.domain,
+            selector: stored.selector,
             key,
         });
     }
-    found.sort_by(|a, b| {
-        b.modified
-            .cmp(&a.modified)
-            .then_with(|| a.selector.cmp(&b.selector))
-    });
-    Ok(found)
+    Ok(Signer::new(keys))
 }
 
-/// Every domain's signing key, for `serve`. No `dkim` directory: no keys.
-pub(crate) fn load_signer(data_dir: &Path) -> anyhow::Result<Signer> {
-    let root = data_dir.join("dkim");
-    let entries = match fs::read_dir(&root) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Signer::default()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", root.display())),
-    };
-    let mut keys = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("reading {}", root.display()))?;
-        let Some(domain) = entry.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
-        if !entry.path().is_dir() {
-            continue;
-        }
-        if let Some(newest) = domain_keys(data_dir, &domain)?.into_iter().next() {
-            tracing::info!(domain = %domain, selector = %newest.selector, algorithm = %newest.key.algorithm().signature_algorithm(), "DKIM signing key");
-            keys.push(DomainKey {
-                domain,
-                selector: newest.selector,
-                key: newest.key,
-            });
-        }
-    }
-    Ok(Signer::new(keys))
+/// The embedded store's keys in `data_dir`, read without opening (or
+/// creating) anything else: `serve` reads them before it drops privileges.
+pub(crate) async fn load_signer_from_files(data_dir: &Path) -> anyhow::Result<Signer> {
+    load_signer(&MaildirDkimKeys::new(data_dir)).await
+}
+
+fn parse(stored: &DkimKey) -> anyhow::Result<PrivateKey> {
+    PrivateKey::from_pem(stored.private_pem.as_bytes())
+        .with_context(|| format!("DKIM key of {} selector {}", stored.domain, stored.selector))
 }
 
 pub(crate) fn run(cli: &Cli, cmd: &DkimCommand) -> anyhow::Result<()> {
     let raw = crate::config::load_raw(cli)?;
     let data_dir = crate::config::data_dir(cli, &raw);
-    match cmd {
-        DkimCommand::Generate {
-            domain,
-            selector,
-            algorithm,
-        } => {
-            let domain = parse_domain(domain)?;
-            if !keys::valid_selector(selector) {
-                bail!(crate::UsageError(format!(
-                    "selector {selector:?}: letters, digits, hyphens and dots only"
-                )));
-            }
-            let algorithm: Algorithm = algorithm
-                .parse()
-                .map_err(|e| crate::UsageError(format!("{e}")))?;
-            crate::serve::create_data_dir(&data_dir)?;
-            let path = domain_dir(&data_dir, &domain).join(format!("{selector}.key"));
-            if path.exists() {
-                bail!(
-                    "{} exists: pick another --selector to add a key (the newest one signs)",
-                    path.display()
+    let store_url = crate::config::store_url(cli, &raw)?;
+    let postgres = crate::stores::is_postgres(&store_url);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = crate::stores::open_dkim(&store_url, &data_dir).await?;
+        let place = if postgres {
+            "the PostgreSQL store".to_string()
+        } else {
+            data_dir.join("dkim").display().to_string()
+        };
+        match cmd {
+            DkimCommand::Generate {
+                domain,
+                selector,
+                algorithm,
+            } => {
+                let domain = parse_domain(domain)?;
+                if !keys::valid_selector(selector) {
+                    bail!(crate::UsageError(format!(
+                        "selector {selector:?}: letters, digits, hyphens and dots only"
+                    )));
+                }
+                let algorithm: Algorithm = algorithm
+                    .parse()
+                    .map_err(|e| crate::UsageError(format!("{e}")))?;
+                if !postgres {
+                    crate::serve::create_data_dir(&data_dir)?;
+                }
+                let pair = keys::generate(algorithm)?;
+                let added = store
+                    .add_dkim_key(NewDkimKey {
+                        domain: domain.clone(),
+                        selector: selector.clone(),
+                        algorithm: match algorithm {
+                            Algorithm::Rsa => DkimAlgorithm::Rsa,
+                            Algorithm::Ed25519 => DkimAlgorithm::Ed25519,
+                        },
+                        private_pem: pair.private_pem,
+                    })
+                    .await;
+                match added {
+                    Ok(_) => {}
+                    Err(StoreError::KeyExists(_)) => bail!(
+                        "{domain} already has a key with selector {selector} in {place}: \
+                         pick another --selector to add a key (the newest one signs)"
+                    ),
+                    Err(e) => return Err(e).context("storing the DKIM key"),
+                }
+                eprintln!(
+                    "mailroom: stored the {} key {selector} of {domain} in {place}; \
+                     restart serve to sign with it",
+                    algorithm.signature_algorithm()
                 );
+                print_records(store.as_ref(), &place, &domain).await
             }
-            let pair = keys::generate(algorithm)?;
-            write_key(&path, pair.private_pem.as_bytes())?;
-            eprintln!(
-                "mailroom: wrote {} ({}); restart serve to sign with it",
-                path.display(),
-                algorithm.signature_algorithm()
-            );
-            print_records(&data_dir, &domain)
+            DkimCommand::Show { domain } => {
+                let domain = parse_domain(domain)?;
+                print_records(store.as_ref(), &place, &domain).await
+            }
         }
-        DkimCommand::Show { domain } => {
-            let domain = parse_domain(domain)?;
-            print_records(&data_dir, &domain)
-        }
-    }
+    })
 }
 
 fn parse_domain(text: &str) -> anyhow::Result<String> {
@@ -154,30 +128,33 @@ fn parse_domain(text: &str) -> anyhow::Result<String> {
 
 /// Prints the TXT records for `domain` as zone-file lines, each after a
 /// `;` comment: every DKIM key (the signing one first), then SPF and DMARC.
-fn print_records(data_dir: &Path, domain: &str) -> anyhow::Result<()> {
-    let found = domain_keys(data_dir, domain)?;
+async fn print_records(store: &dyn DkimKeyStore, place: &str, domain: &str) -> anyhow::Result<()> {
+    let found: Vec<DkimKey> = store
+        .dkim_keys()
+        .await
+        .context("reading the DKIM keys")?
+        .into_iter()
+        .filter(|k| k.domain == domain)
+        .collect();
     if found.is_empty() {
-        bail!(
-            "no DKIM key for {domain} in {} (run `mailroom dkim generate {domain}`)",
-            domain_dir(data_dir, domain).display()
-        );
+        bail!("no DKIM key for {domain} in {place} (run `mailroom dkim generate {domain}`)");
     }
     let mut out = String::new();
-    for (i, file) in found.iter().enumerate() {
+    for (i, stored) in found.iter().enumerate() {
+        let key = parse(stored)?;
         let role = if i == 0 {
             "signs"
         } else {
             "older; keep published until mail signed with it is delivered"
         };
         out.push_str(&format!(
-            "; DKIM public key of {domain}, selector {} ({}, {}; {role})\n",
-            file.selector,
-            file.key.algorithm().signature_algorithm(),
-            file.path.display()
+            "; DKIM public key of {domain}, selector {} ({}; {role})\n",
+            stored.selector,
+            key.algorithm().signature_algorithm(),
         ));
         out.push_str(&keys::zone_line(
-            &keys::record_name(&file.selector, domain),
-            &file.key.txt_value(),
+            &keys::record_name(&stored.selector, domain),
+            &key.txt_value(),
         ));
         out.push('\n');
     }
@@ -199,34 +176,4 @@ fn print_records(data_dir: &Path, domain: &str) -> anyhow::Result<()> {
     std::io::stdout()
         .write_all(out.as_bytes())
         .context("writing to stdout")
-}
-
-/// Writes a new key file readable by its owner only: a temporary file
-/// (0600, exclusive), fsync, rename, fsync of the directory.
-fn write_key(path: &Path, pem: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().context("key path has no directory")?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-    let result = (|| -> anyhow::Result<()> {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        file.write_all(pem)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-        mailroom_store_maildir::sync_dir(dir)
-            .with_context(|| format!("syncing {}", dir.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }

@@ -6,15 +6,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use mailroom_store::{MailStore, QueueStore, UserDb};
-use mailroom_store_maildir::{MaildirQueue, MaildirStore};
+use mailroom_store::{DkimKeyStore, MailStore, QueueStore, UserDb};
+use mailroom_store_maildir::{MaildirDkimKeys, MaildirQueue, MaildirStore};
 use mailroom_store_postgres::PgStore;
 
-/// The three store handles every agent works through.
+/// The store handles every agent works through.
 pub(crate) struct Stores {
     pub mail: Arc<dyn MailStore>,
     pub users: Arc<dyn UserDb>,
     pub queue: Arc<dyn QueueStore>,
+    /// The DKIM keys nodes share.
+    pub dkim: Arc<dyn DkimKeyStore>,
 }
 
 /// True for a PostgreSQL URL.
@@ -27,7 +29,12 @@ pub(crate) async fn open(url: &str, data_dir: &Path, hostname: &str) -> anyhow::
     if is_postgres(url) {
         let store = PgStore::connect(url).await?;
         let (mail, users, queue) = store.handles();
-        return Ok(Stores { mail, users, queue });
+        return Ok(Stores {
+            mail,
+            users,
+            queue,
+            dkim: store.dkim_keys(),
+        });
     }
     let store = Arc::new(
         MaildirStore::open(data_dir, hostname)
@@ -41,5 +48,15 @@ pub(crate) async fn open(url: &str, data_dir: &Path, hostname: &str) -> anyhow::
         mail: store.clone(),
         users: store,
         queue,
+        dkim: Arc::new(MaildirDkimKeys::new(data_dir)),
     })
+}
+
+/// Opens only the DKIM keys of the store at `url`: for the embedded store
+/// nothing is created (the keys are files under `data_dir/dkim`).
+pub(crate) async fn open_dkim(url: &str, data_dir: &Path) -> anyhow::Result<Arc<dyn DkimKeyStore>> {
+    if is_postgres(url) {
+        return Ok(PgStore::connect(url).await?.dkim_keys());
+    }
+    Ok(Arc::new(MaildirDkimKeys::new(data_dir)))
 }

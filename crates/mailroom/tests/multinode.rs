@@ -396,3 +396,94 @@ fn a_killed_nodes_deliveries_are_taken_over() {
         "{duplicates} duplicates, more than the {claimed_by_a} entries node A had claimed"
     );
 }
+
+/// DKIM keys live in the database (DESIGN.md principle 4): a key generated
+/// through one node's command line is shown by another and signs there,
+/// and no key file is written to, or needed in, either data dir.
+#[test]
+fn dkim_keys_are_shared_through_the_database() {
+    let Some(db) = Database::create("dkim") else {
+        return;
+    };
+    let (dir_a, dir_b) = (TestDir::new("dkim-a"), TestDir::new("dkim-b"));
+    let run = |dir: &TestDir, args: &[&str]| {
+        let mut full = vec!["--store", db.url.as_str(), "dkim"];
+        full.extend_from_slice(args);
+        let out = mailroom(&dir.data_dir(), &full, None);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, generated, err) = run(
+        &dir_a,
+        &["generate", "example.test", "--algorithm", "ed25519"],
+    );
+    assert!(ok, "dkim generate: {err}");
+    assert!(
+        generated.contains("mailroom._domainkey.example.test. IN TXT \"v=DKIM1; k=ed25519; p="),
+        "{generated}"
+    );
+    let (ok, shown, err) = run(&dir_b, &["show", "example.test"]);
+    assert!(ok, "dkim show on the other node: {err}");
+    assert_eq!(
+        shown, generated,
+        "show on B prints what generate on A printed"
+    );
+    for dir in [&dir_a, &dir_b] {
+        assert!(
+            !dir.data_dir().join("dkim").exists(),
+            "no key file in {}",
+            dir.data_dir().display()
+        );
+    }
+
+    // The selector is taken for every node.
+    let (ok, _, err) = run(
+        &dir_b,
+        &["generate", "example.test", "--algorithm", "ed25519"],
+    );
+    assert!(!ok, "a second key for one selector must be refused");
+    assert!(
+        err.contains("already has a key with selector mailroom"),
+        "{err}"
+    );
+
+    // Rotation on B: A lists the new key first, as the signing one.
+    let (ok, _, err) = run(
+        &dir_b,
+        &[
+            "generate",
+            "example.test",
+            "--selector",
+            "s2",
+            "--algorithm",
+            "ed25519",
+        ],
+    );
+    assert!(ok, "dkim generate s2: {err}");
+    let (ok, shown, err) = run(&dir_a, &["show", "example.test"]);
+    assert!(ok, "{err}");
+    let s2 = shown.find("s2._domainkey.example.test.").unwrap();
+    let first = shown.find("mailroom._domainkey.example.test.").unwrap();
+    assert!(s2 < first, "the newest key first:\n{shown}");
+    assert!(
+        shown.contains("selector s2 (ed25519-sha256; signs)"),
+        "{shown}"
+    );
+
+    // A node started on a data dir that never saw a key file signs with
+    // the database's newest key.
+    let a = node(&dir_a, &db.url);
+    let log = a.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("DKIM signing key"))
+        .unwrap_or_else(|| panic!("no DKIM key loaded:\n{log}"));
+    assert!(
+        line.contains("domain=example.test") && line.contains("selector=s2"),
+        "{line}"
+    );
+}
