@@ -90,8 +90,9 @@ pub(crate) enum QueueCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DkimCommand {
-    /// Make a new key in DATA_DIR/dkim/DOMAIN/SELECTOR.key and print the
-    /// DNS records (DKIM key, SPF, DMARC) to publish.
+    /// Make a new key in the store (DATA_DIR/dkim/DOMAIN/SELECTOR.key, or
+    /// the database with --store postgres://…) and print the DNS records
+    /// (DKIM key, SPF, DMARC) to publish.
     Generate {
         /// The domain mail is sent from (the From: address's domain).
         domain: String,

@@ -44,7 +44,7 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawMailAuth {
     /// Check SPF, DKIM and DMARC on mail arriving on the SMTP port.
     pub verify: Option<bool>,
-    /// DKIM-sign relayed mail from domains with a key in DATA_DIR/dkim.
+    /// DKIM-sign relayed mail from domains with a key in the store.
     pub sign: Option<bool>,
     /// Refuse DMARC failures of p=reject domains (550 5.7.1).
     pub dmarc_reject: Option<bool>,
@@ -224,7 +224,7 @@ pub(crate) struct Settings {
 pub(crate) struct MailAuthSettings {
     /// Verify inbound mail on the SMTP port. Default: true.
     pub verify: bool,
-    /// Sign outbound mail with DATA_DIR/dkim keys. Default: true.
+    /// Sign outbound mail with the store's DKIM keys. Default: true.
     pub sign: bool,
     /// What verification does with its results.
     pub policy: mailroom_mailauth::VerifyPolicy,

@@ -80,8 +80,8 @@ pub(crate) const SECTIONS: &[Section] = &[
         doc: "Mail authentication. Inbound on the SMTP port: SPF (RFC 7208), DKIM\n\
               (RFC 6376) and DMARC (RFC 7489), recorded in an Authentication-Results\n\
               field (RFC 8601). Outbound: DKIM signatures with the keys `mailroom dkim\n\
-              generate` writes to DATA_DIR/dkim. Authenticated submissions are signed,\n\
-              never checked.",
+              generate` stores (DATA_DIR/dkim, or the PostgreSQL store's dkim_keys\n\
+              table). Authenticated submissions are signed, never checked.",
     },
     Section {
         name: "tls",
@@ -307,9 +307,8 @@ pub(crate) const KEYS: &[Key] = &[
         path: "mail_auth.sign",
         value: Value::Default("true"),
         doc: "DKIM-sign mail relayed to other domains when its From domain (or a parent\n\
-              domain) has a key in DATA_DIR/dkim/DOMAIN/SELECTOR.key (relaxed/relaxed;\n\
-              rsa-sha256 or ed25519-sha256). Mail that arrived from the internet is\n\
-              never signed.",
+              domain) has a key in the store (relaxed/relaxed; rsa-sha256 or\n\
+              ed25519-sha256). Mail that arrived from the internet is never signed.",
     },
     Key {
         path: "mail_auth.dmarc_reject",
