@@ -9,10 +9,11 @@
 #
 # Default package: the one packaging/build-deb.sh left in packaging/generated.
 # Fails (exit 1) with a clear message when a port it needs is taken, e.g. by
-# a running Postfix; set MAILROOM_DEB_STOP_MTA=1 to stop a running Postfix
-# or Exim first. Leaves the mailroom user and /var/lib/mailroom behind, as a
-# real remove does (postrm keeps mail); this script deletes them at the end
-# only when it created them.
+# a running Postfix (MAILROOM_DEB_STOP_MTA=1 stops a running Postfix, Exim
+# or Dovecot first), or when mailroom is installed already. A real purge
+# keeps the mailroom user and /var/lib/mailroom (the mail); this script
+# deletes them at the end only when it created them, and purges the package
+# even when a step fails.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,9 +27,12 @@ deb="${1:-$(ls packaging/generated/mailroom_*.deb 2>/dev/null | tail -n1)}"
 [[ -n "$deb" && -f "$deb" ]] || fail "no package: run packaging/build-deb.sh first"
 deb="$(cd "$(dirname "$deb")" && pwd)/$(basename "$deb")"
 
-if dpkg -s mailroom >/dev/null 2>&1; then
-    fail "mailroom is already installed; remove it first (apt-get remove mailroom)"
-fi
+case "$(dpkg-query -W -f='${Status}' mailroom 2>/dev/null || true)" in
+    "") ;;
+    *" not-installed") ;;
+    *" config-files") fail "mailroom's config files are still installed; purge them first (apt-get purge mailroom)" ;;
+    *) fail "mailroom is already installed; remove it first (apt-get purge mailroom)" ;;
+esac
 
 # The packaged config listens on 127.0.0.1:25/587/465/110/995.
 ports=(25 587 465 110 995)
@@ -67,8 +71,10 @@ cleanup() {
         kill -TERM "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     fi
+    # Purge, not remove: a failed run must not leave a conffile that the
+    # next run's install would keep.
     if dpkg -s mailroom >/dev/null 2>&1; then
-        apt-get remove -y -qq mailroom >/dev/null 2>&1 || true
+        apt-get purge -y -qq mailroom >/dev/null 2>&1 || true
     fi
     rm -rf "$work"
     if [[ -n "$created_dir" ]]; then rm -rf /var/lib/mailroom; fi
