@@ -56,6 +56,11 @@ pub(crate) fn run(cli: &Cli, cmd: &DkimCommand) -> anyhow::Result<()> {
     let data_dir = crate::config::data_dir(cli, &raw);
     let store_url = crate::config::store_url(cli, &raw)?;
     let postgres = crate::stores::is_postgres(&store_url);
+    if !postgres {
+        // Key files written by root (0600) would be unreadable to the
+        // server once it runs as `run_as` (a SIGHUP reload reads them).
+        crate::privileges::become_run_as(raw.run_as.as_deref(), &data_dir)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

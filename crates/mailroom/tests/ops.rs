@@ -319,6 +319,41 @@ fn root_started_server_drops_to_run_as() {
     smtp.ok("QUIT", 221);
     assert_eq!(env.messages("carol").len(), 1);
     assert_eq!(env.messages("alice").len(), 2);
+
+    // The same for a DKIM key root generates: the server must be able to
+    // read it when it reloads keys.
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(env.dir.path().join("mailroom.toml"))
+        .arg("--data-dir")
+        .arg(env.dir.data_dir())
+        .args(["dkim", "generate", "example.test", "--algorithm", "ed25519"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dkim = env.dir.data_dir().join("dkim");
+    let mut owners = Vec::new();
+    let mut stack = vec![dkim];
+    while let Some(path) = stack.pop() {
+        use std::os::unix::fs::MetadataExt;
+        owners.push((path.clone(), std::fs::metadata(&path).unwrap().uid()));
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(owners.len() >= 3, "no key written: {owners:?}");
+    for (path, uid) in owners {
+        assert_eq!(
+            uid.to_string(),
+            expected.trim(),
+            "owner of {}",
+            path.display()
+        );
+    }
 }
 
 /// The subject CN of the certificate the smtps listener presents now.
