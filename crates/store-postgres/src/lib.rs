@@ -147,10 +147,11 @@ pub struct PgStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PgOptions {
-    /// Most connections the pool opens. Default 10: operations hold a
-    /// connection for one query or one short transaction, so ten serve
-    /// hundreds of sessions, and ten nodes stay under PostgreSQL's default
-    /// `max_connections` of 100.
+    /// Most connections the pool opens. Default 20: a delivery holds its
+    /// connection through the commit's WAL flush (milliseconds), and sqlx
+    /// pings a connection when it comes back, so with 20 SMTP sessions ten
+    /// connections were the bottleneck (docs/benchmarks.md); four nodes stay
+    /// under PostgreSQL's default `max_connections` of 100.
     pub max_connections: u32,
     /// How long an operation waits for a pooled connection (including
     /// reconnecting after a database restart) before failing with a
@@ -170,7 +171,7 @@ pub struct PgOptions {
 impl Default for PgOptions {
     fn default() -> Self {
         PgOptions {
-            max_connections: 10,
+            max_connections: 20,
             acquire_timeout: Duration::from_secs(5),
             maildrop_lease: Duration::from_secs(5 * 60),
             alias_cache: Duration::from_secs(1),
