@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mailroom_queue::schedule::Decision;
@@ -42,13 +42,16 @@ use crate::tls::opportunistic_client_config;
 /// start [`Mta::run`] once, and call [`Mta::notify`] whenever something
 /// was queued.
 pub struct Mta {
-    config: MtaConfig,
-    router: Router,
+    /// What a reload ([`Mta::reconfigure`]) may change, swapped whole. A
+    /// std lock held only to clone or replace the `Arc`.
+    live: RwLock<Arc<Live>>,
     tls: Arc<rustls::ClientConfig>,
     /// Wakes the claim loop before its poll interval (new mail, flush).
     wake: tokio::sync::Notify,
     /// One permit per queue entry in delivery (`max_workers`).
     workers: Arc<Semaphore>,
+    /// The permits `workers` started with (fixed: not reloadable).
+    max_workers: usize,
     /// Connection lanes by first hop. A std mutex: never held across an
     /// await. Lock order: this map, then a lane's state.
     lanes: Mutex<HashMap<LaneKey, Arc<Lane>>>,
@@ -59,9 +62,15 @@ pub struct Mta {
     /// finishing entry wakes the claim loop instead of waiting for the
     /// next poll.
     backlog: AtomicBool,
+}
+
+/// The settings in force, with what is built from them.
+struct Live {
+    config: Arc<MtaConfig>,
+    router: Arc<Router>,
     /// DKIM keys of local domains (RFC 6376): mail leaving over SMTP whose
     /// `From:` domain has one is signed; `None` signs nothing.
-    dkim: Option<mailroom_mailauth::Signer>,
+    dkim: Option<Arc<mailroom_mailauth::Signer>>,
 }
 
 /// Why an [`Mta`] could not be built.
@@ -86,55 +95,96 @@ pub enum MtaError {
     Dns(String),
 }
 
+/// Checks the hostname and the relay map and builds the router (resolver
+/// included): what [`Mta::new`] and [`Mta::reconfigure`] refuse.
+fn build_router(config: &MtaConfig) -> Result<Router, MtaError> {
+    if ClientSession::new(ClientConfig::new(config.hostname.clone())).is_err() {
+        return Err(MtaError::InvalidHostname(config.hostname.clone()));
+    }
+    let mut relay_map = Vec::new();
+    for (domain, target) in &config.relay_map {
+        let Some((host, port)) = parse_host_port(target) else {
+            return Err(MtaError::InvalidRelay {
+                domain: domain.clone(),
+                target: target.clone(),
+            });
+        };
+        relay_map.push((
+            domain.trim_end_matches('.').to_ascii_lowercase(),
+            host,
+            port,
+        ));
+    }
+    Router::new(
+        relay_map,
+        config.smtp_port,
+        &config.hostname,
+        config.dns,
+        config.dns_timeout,
+    )
+    .map_err(|e| MtaError::Dns(e.to_string()))
+}
+
 impl Mta {
     /// An agent with `config`; checks the relay map and hostname, and
     /// builds the resolver and the TLS client configuration.
     pub fn new(config: MtaConfig) -> Result<Mta, MtaError> {
-        if ClientSession::new(ClientConfig::new(config.hostname.clone())).is_err() {
-            return Err(MtaError::InvalidHostname(config.hostname.clone()));
-        }
-        let mut relay_map = Vec::new();
-        for (domain, target) in &config.relay_map {
-            let Some((host, port)) = parse_host_port(target) else {
-                return Err(MtaError::InvalidRelay {
-                    domain: domain.clone(),
-                    target: target.clone(),
-                });
-            };
-            relay_map.push((
-                domain.trim_end_matches('.').to_ascii_lowercase(),
-                host,
-                port,
-            ));
-        }
-        let router = Router::new(
-            relay_map,
-            config.smtp_port,
-            &config.hostname,
-            config.dns,
-            config.dns_timeout,
-        )
-        .map_err(|e| MtaError::Dns(e.to_string()))?;
+        let router = build_router(&config)?;
         let tls = opportunistic_client_config()?;
         let (stopping, _) = watch::channel(false);
+        let max_workers = config.max_workers.max(1);
         Ok(Mta {
-            workers: Arc::new(Semaphore::new(config.max_workers.max(1))),
-            config,
-            router,
+            workers: Arc::new(Semaphore::new(max_workers)),
+            max_workers,
+            live: RwLock::new(Arc::new(Live {
+                config: Arc::new(config),
+                router: Arc::new(router),
+                dkim: None,
+            })),
             tls,
             wake: tokio::sync::Notify::new(),
             lanes: Mutex::new(HashMap::new()),
             stopping,
             backlog: AtomicBool::new(false),
-            dkim: None,
         })
     }
 
     /// Signs outgoing mail with these DKIM keys (see
     /// [`mailroom_mailauth::Signer::sign`] for which messages qualify).
-    pub fn with_dkim(mut self, signer: mailroom_mailauth::Signer) -> Mta {
-        self.dkim = (!signer.is_empty()).then_some(signer);
+    pub fn with_dkim(self, signer: mailroom_mailauth::Signer) -> Mta {
+        let live = self.live();
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Live {
+            config: live.config.clone(),
+            router: live.router.clone(),
+            dkim: (!signer.is_empty()).then(|| Arc::new(signer)),
+        });
         self
+    }
+
+    /// Puts a new configuration and DKIM keys in force (SIGHUP), after
+    /// checking them like [`Mta::new`]; on error nothing changes. Entries
+    /// already being delivered finish with the settings they started with,
+    /// and open connections stay in their lanes until idle. `max_workers`
+    /// keeps the value it had at start.
+    pub fn reconfigure(
+        &self,
+        config: MtaConfig,
+        signer: mailroom_mailauth::Signer,
+    ) -> Result<(), MtaError> {
+        let router = build_router(&config)?;
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Live {
+            config: Arc::new(config),
+            router: Arc::new(router),
+            dkim: (!signer.is_empty()).then(|| Arc::new(signer)),
+        });
+        Ok(())
+    }
+
+    fn live(&self) -> Arc<Live> {
+        self.live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The message as it leaves for other domains: with a `DKIM-Signature`
@@ -142,10 +192,11 @@ impl Mta {
     /// rotation applies to mail already queued. A signing failure sends
     /// the message unsigned (logged) rather than holding it.
     fn outbound(&self, queue_id: &str, message: &Arc<Vec<u8>>) -> Arc<Vec<u8>> {
-        let Some(signer) = &self.dkim else {
+        let live = self.live();
+        let Some(signer) = &live.dkim else {
             return message.clone();
         };
-        match signer.sign(message, &self.config.hostname) {
+        match signer.sign(message, &live.config.hostname) {
             Ok(Some(signature)) => {
                 let mut signed = Vec::with_capacity(signature.len() + message.len());
                 signed.extend_from_slice(&signature);
@@ -161,8 +212,8 @@ impl Mta {
     }
 
     /// The configuration in use.
-    pub fn config(&self) -> &MtaConfig {
-        &self.config
+    pub fn config(&self) -> Arc<MtaConfig> {
+        self.live().config.clone()
     }
 
     /// Looks at the queue now instead of at the next poll (call after
@@ -187,8 +238,9 @@ impl Mta {
         shutdown: impl Future<Output = ()> + Send,
     ) {
         tokio::pin!(shutdown);
-        let lease = self.config.lease.as_secs().max(1);
         loop {
+            let config = self.config();
+            let lease = config.lease.as_secs().max(1);
             let free = self.workers.available_permits();
             let mut full_batch = false;
             if free > 0 {
@@ -223,13 +275,14 @@ impl Mta {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = tokio::time::sleep(config.poll_interval) => {}
             }
         }
         tracing::info!("outbound delivery stopping");
         self.stopping.send_replace(true);
-        let all = u32::try_from(self.config.max_workers.max(1)).unwrap_or(u32::MAX);
-        match tokio::time::timeout(self.config.drain_timeout, self.workers.acquire_many(all)).await
+        let all = u32::try_from(self.max_workers).unwrap_or(u32::MAX);
+        match tokio::time::timeout(self.config().drain_timeout, self.workers.acquire_many(all))
+            .await
         {
             Ok(_) => tracing::info!("outbound delivery stopped"),
             Err(_) => tracing::warn!(
@@ -241,7 +294,7 @@ impl Mta {
     /// STARTTLS required for `domain` (`require_tls`), else opportunistic.
     fn tls_policy(&self, domain: &str) -> TlsPolicy {
         let required = self
-            .config
+            .config()
             .require_tls
             .iter()
             .any(|d| d.trim_end_matches('.').eq_ignore_ascii_case(domain));
@@ -262,7 +315,7 @@ impl Mta {
             .clone();
         let mut state = lock(&lane.state);
         state.jobs.push_back(job);
-        let max = self.config.max_connections_per_destination.max(1);
+        let max = self.config().max_connections_per_destination.max(1);
         let start = if state.idle > 0 {
             lane.more.notify_one();
             false
@@ -371,7 +424,7 @@ impl Mta {
             } else {
                 tokio::select! {
                     _ = lane.more.notified() => true,
-                    _ = tokio::time::sleep(self.config.idle_timeout) => false,
+                    _ = tokio::time::sleep(self.config().idle_timeout) => false,
                     _ = stopping.changed() => false,
                 }
             };
@@ -393,7 +446,8 @@ impl Mta {
     /// MX in order, until one is ready for mail (RFC 5321 §5.1: "try the
     /// next" on connection and greeting failures).
     async fn connect(&self, key: &LaneKey, domain: &str) -> Result<Connection, Attempt> {
-        let candidates = match self.router.candidates(&key.target).await {
+        let live = self.live();
+        let candidates = match live.router.candidates(&key.target).await {
             Ok(candidates) => candidates,
             Err(failure) => {
                 let mut attempt =
@@ -402,7 +456,7 @@ impl Mta {
                 return Err(attempt);
             }
         };
-        let mut config = ClientConfig::new(self.config.hostname.clone());
+        let mut config = ClientConfig::new(live.config.hostname.clone());
         config.tls = key.tls;
         let mut last: Option<Attempt> = None;
         for candidate in candidates {
@@ -411,7 +465,7 @@ impl Mta {
                 candidate.addr,
                 config.clone(),
                 self.tls.clone(),
-                self.config.connect_timeout,
+                live.config.connect_timeout,
             )
             .await;
             match opened {
@@ -585,7 +639,7 @@ struct EntryTask {
 impl EntryTask {
     async fn run(self, mut entry: QueueEntry) {
         let started = unix_now();
-        let renewal = ClaimRenewal::start(self.queue.clone(), &entry.id, self.mta.config.lease);
+        let renewal = ClaimRenewal::start(self.queue.clone(), &entry.id, self.mta.config().lease);
         let message = match self.queue.message(&entry.id).await {
             Ok(message) => Arc::new(message),
             Err(error) => {
@@ -627,7 +681,7 @@ impl EntryTask {
             }
             let (reply, receiver) = oneshot::channel();
             let key = LaneKey {
-                target: self.mta.router.target(&domain),
+                target: self.mta.live().router.target(&domain),
                 tls: self.mta.tls_policy(&domain),
             };
             let relay = key.target.describe();
@@ -716,7 +770,8 @@ impl EntryTask {
     /// states that call for them are stored), then update or remove.
     async fn record(&self, entry: &mut QueueEntry, results: Vec<(usize, Attempt)>, message: &[u8]) {
         let now = unix_now();
-        let policy = &self.mta.config.policy;
+        let config = self.mta.config();
+        let policy = &config.policy;
         let mut failed: Vec<(usize, RecipientReport)> = Vec::new();
         let mut delayed: Vec<(usize, RecipientReport)> = Vec::new();
         let mut succeeded: Vec<RecipientReport> = Vec::new();
@@ -857,11 +912,12 @@ impl EntryTask {
             return true;
         };
         let id = new_queue_id();
-        let message_id = format!("{id}@{}", self.mta.config.hostname);
+        let config = self.mta.config();
+        let message_id = format!("{id}@{}", config.hostname);
         let content = ReturnContent::choose(kind, entry.ret.as_deref(), message.len());
         let report = Report {
             kind,
-            reporting_mta: &self.mta.config.hostname,
+            reporting_mta: &config.hostname,
             to: sender,
             envid: entry.envid.as_deref(),
             arrival_date: entry.created,

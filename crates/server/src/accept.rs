@@ -16,20 +16,19 @@ use crate::{Context, Shutdown, ids};
 
 /// Accepts connections on `listener` until `shutdown` fires, running
 /// `session` for each one that fits under the caps. A connection over a cap
-/// gets `refusal` (the protocol's "too many connections" reply) and is
-/// closed.
+/// gets `refusal(hostname)` (the protocol's "too many connections" reply)
+/// and is closed.
 pub(crate) async fn accept_loop<S, F>(
     ctx: Arc<Context>,
     listener: TcpListener,
     kind: ListenerKind,
     mut shutdown: Shutdown,
-    refusal: Vec<u8>,
+    refusal: fn(&str) -> Vec<u8>,
     session: S,
 ) where
     S: Fn(Arc<Context>, TcpStream, SocketAddr, ListenerKind, Shutdown, ConnectionSlot) -> F,
     F: Future<Output = std::io::Result<()>> + Send + 'static,
 {
-    let refusal: Arc<[u8]> = refusal.into();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.triggered() => break,
@@ -50,7 +49,8 @@ pub(crate) async fn accept_loop<S, F>(
             metrics::counter!("mailroom_connections_refused_total", "service" => kind.name())
                 .increment(1);
             tracing::warn!(%peer, service = kind.name(), "connection limit reached");
-            let refusal = Arc::clone(&refusal);
+            // Built per refusal: the hostname may change on reload.
+            let refusal = refusal(&ctx.config().hostname);
             tokio::spawn(async move {
                 let mut stream = stream;
                 let _ = write_all(&mut stream, &refusal, Duration::from_secs(5)).await;

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Failures within this window count together.
@@ -17,7 +18,8 @@ const MAX_ENTRIES: usize = 100_000;
 
 /// Shared failure counters. A std mutex: only map updates happen under it.
 pub(crate) struct LoginGuard {
-    base_delay: Duration,
+    /// Nanoseconds; an atomic so a reload (SIGHUP) can change it.
+    base_delay: AtomicU64,
     counts: Mutex<HashMap<Key, Entry>>,
 }
 
@@ -35,9 +37,14 @@ struct Entry {
 impl LoginGuard {
     pub(crate) fn new(base_delay: Duration) -> Self {
         LoginGuard {
-            base_delay,
+            base_delay: AtomicU64::new(nanos(base_delay)),
             counts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The delay of a first failure from now on (counters are kept).
+    pub(crate) fn set_base_delay(&self, base_delay: Duration) {
+        self.base_delay.store(nanos(base_delay), Ordering::Relaxed);
     }
 
     /// True when `ip` has failed too often recently: refuse without checking.
@@ -69,7 +76,8 @@ impl LoginGuard {
             entry.last = now;
             worst = worst.max(entry.failures);
         }
-        self.base_delay * (1u32 << (worst.saturating_sub(1)).min(4))
+        Duration::from_nanos(self.base_delay.load(Ordering::Relaxed))
+            * (1u32 << (worst.saturating_sub(1)).min(4))
     }
 
     /// A successful login clears the address's and the user's counters.
@@ -78,6 +86,10 @@ impl LoginGuard {
         counts.remove(&Key::Ip(ip));
         counts.remove(&Key::User(user.to_lowercase()));
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub mod time;
 pub mod tls;
 mod trace;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use mailroom_store::{MailStore, QueueStore, UserDb};
 use tokio::net::TcpListener;
@@ -45,8 +45,10 @@ pub use shutdown::{Shutdown, ShutdownTrigger};
 
 /// Everything a session needs, shared by all listeners.
 pub struct Context {
-    /// The server's configuration.
-    pub config: ServerConfig,
+    /// The server's configuration, swapped whole by [`Context::reconfigure`]
+    /// (SIGHUP). A std lock held only to clone or replace the `Arc`: each
+    /// session takes one snapshot when it starts and keeps it to the end.
+    config: RwLock<Arc<ServerConfig>>,
     /// Maildrops: where local mail is delivered and POP3 reads it.
     pub store: Arc<dyn MailStore>,
     /// Users and aliases.
@@ -60,7 +62,8 @@ pub struct Context {
     pub queue_notify: Arc<tokio::sync::Notify>,
     /// SPF/DKIM/DMARC verification of mail arriving on the SMTP port from
     /// outside ([`ServerConfig::mail_auth_exempt`]); `None` turns it off.
-    pub verifier: Option<Arc<mailroom_mailauth::Verifier>>,
+    /// Swapped with the configuration.
+    verifier: RwLock<Option<Arc<mailroom_mailauth::Verifier>>>,
     limits: limits::ConnectionLimits,
     guard: guard::LoginGuard,
     /// Whether any user has a CRAM-MD5 secret, re-checked every 30 s.
@@ -82,13 +85,13 @@ impl Context {
             limits::ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
         let guard = guard::LoginGuard::new(config.login_failure_delay);
         Arc::new(Context {
-            config,
+            config: RwLock::new(Arc::new(config)),
             store,
             users,
             tls,
             queue,
             queue_notify,
-            verifier,
+            verifier: RwLock::new(verifier),
             limits,
             guard,
             cram_md5: std::sync::Mutex::new(None),
@@ -97,6 +100,38 @@ impl Context {
 }
 
 impl Context {
+    /// The configuration now in force. Sessions take this once, at their
+    /// start, so a reload never changes the rules in the middle of one.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The mail-authentication verifier now in force, if any.
+    pub fn verifier(&self) -> Option<Arc<mailroom_mailauth::Verifier>> {
+        self.verifier
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Puts a new configuration (and verifier) in force for sessions that
+    /// start from now on; the connection caps and the login delay change at
+    /// once. Sessions already running keep the snapshot they took.
+    pub fn reconfigure(
+        &self,
+        config: ServerConfig,
+        verifier: Option<Arc<mailroom_mailauth::Verifier>>,
+    ) {
+        self.limits
+            .set(config.max_connections, config.max_connections_per_ip);
+        self.guard.set_base_delay(config.login_failure_delay);
+        *self.verifier.write().unwrap_or_else(|p| p.into_inner()) = verifier;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
     /// True when some user opted in to CRAM-MD5 (a stored shared secret),
     /// so offering the mechanism can succeed. Cached for 30 seconds.
     pub(crate) async fn cram_md5_offered(&self) -> bool {

@@ -3,13 +3,16 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Counts open connections. A plain mutex: it is held for a map update only,
 /// never across an await.
 pub(crate) struct ConnectionLimits {
-    max_total: usize,
-    max_per_ip: usize,
+    // Atomics: a reload (SIGHUP) changes the caps while listeners run;
+    // connections already open above a lowered cap are left alone.
+    max_total: AtomicUsize,
+    max_per_ip: AtomicUsize,
     open: Arc<Mutex<Counts>>,
 }
 
@@ -28,20 +31,26 @@ pub(crate) struct ConnectionSlot {
 impl ConnectionLimits {
     pub(crate) fn new(max_total: usize, max_per_ip: usize) -> Self {
         ConnectionLimits {
-            max_total,
-            max_per_ip,
+            max_total: AtomicUsize::new(max_total),
+            max_per_ip: AtomicUsize::new(max_per_ip),
             open: Arc::default(),
         }
+    }
+
+    /// New caps for connections accepted from now on.
+    pub(crate) fn set(&self, max_total: usize, max_per_ip: usize) {
+        self.max_total.store(max_total, Ordering::Relaxed);
+        self.max_per_ip.store(max_per_ip, Ordering::Relaxed);
     }
 
     /// A slot for a new connection from `ip`, or `None` when a limit is reached.
     pub(crate) fn acquire(&self, ip: IpAddr) -> Option<ConnectionSlot> {
         let mut counts = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if counts.total >= self.max_total {
+        if counts.total >= self.max_total.load(Ordering::Relaxed) {
             return None;
         }
         let per_ip = counts.per_ip.entry(ip).or_insert(0);
-        if *per_ip >= self.max_per_ip {
+        if *per_ip >= self.max_per_ip.load(Ordering::Relaxed) {
             return None;
         }
         *per_ip += 1;
@@ -84,5 +93,7 @@ mod tests {
         assert!(limits.acquire(b).is_none(), "total reached");
         drop(s1);
         assert!(limits.acquire(a).is_some(), "slot freed on drop");
+        limits.set(10, 3);
+        assert!(limits.acquire(a).is_some(), "raised cap applies at once");
     }
 }

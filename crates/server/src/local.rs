@@ -26,7 +26,7 @@ pub enum LocalFailure {
 impl Context {
     /// True when mail for `domain` is delivered here.
     pub fn is_local_domain(&self, domain: &str) -> bool {
-        mailroom_core::Domain::parse(domain, true).is_ok_and(|d| self.config.is_local_domain(&d))
+        mailroom_core::Domain::parse(domain, true).is_ok_and(|d| self.config().is_local_domain(&d))
     }
 
     /// Delivers `message` (as queued: trace headers included, no
@@ -40,8 +40,9 @@ impl Context {
     ) -> Result<(), LocalFailure> {
         let address = Address::parse(address, true)
             .map_err(|e| LocalFailure::Permanent(format!("bad address: {e}")))?;
+        let config = self.config();
         let router = Router {
-            config: &self.config,
+            config: &config,
             users: self.users.as_ref(),
         };
         let (users, remote) = match router.route(&ForwardPath::Mailbox(address), false).await {

@@ -37,9 +37,9 @@ pub enum TlsError {
 /// The current TLS acceptor, swapped atomically on reload. Sessions take a
 /// clone when they start a handshake, so a reload never disturbs them.
 pub struct TlsHandle {
-    cert: PathBuf,
-    key: PathBuf,
-    // A std lock: held only to clone or replace an Arc, never across await.
+    // Std locks: held only to clone or replace a value, never across await.
+    /// The certificate and key files a plain reload re-reads.
+    paths: RwLock<(PathBuf, PathBuf)>,
     current: RwLock<TlsAcceptor>,
 }
 
@@ -48,15 +48,23 @@ impl TlsHandle {
     pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
         let acceptor = build(cert, key)?;
         Ok(TlsHandle {
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
+            paths: RwLock::new((cert.to_path_buf(), key.to_path_buf())),
             current: RwLock::new(acceptor),
         })
     }
 
     /// Re-reads the files; on error the old certificate stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let acceptor = build(&self.cert, &self.key)?;
+        let (cert, key) = self.paths.read().unwrap_or_else(|p| p.into_inner()).clone();
+        self.reload_from(&cert, &key)
+    }
+
+    /// Loads the pair from (possibly new) files, which later reloads then
+    /// re-read; on error the old certificate and files stay in use.
+    pub fn reload_from(&self, cert: &Path, key: &Path) -> Result<(), TlsError> {
+        let acceptor = build(cert, key)?;
+        *self.paths.write().unwrap_or_else(|p| p.into_inner()) =
+            (cert.to_path_buf(), key.to_path_buf());
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
         Ok(())
     }

@@ -32,7 +32,7 @@ pub async fn serve(
     kind: ListenerKind,
     shutdown: Shutdown,
 ) {
-    let refusal = b"-ERR [SYS/TEMP] too many connections\r\n".to_vec();
+    let refusal = |_: &str| b"-ERR [SYS/TEMP] too many connections\r\n".to_vec();
     accept_loop(ctx, listener, kind, shutdown, refusal, session).await;
 }
 
@@ -56,18 +56,20 @@ async fn session(
     mut shutdown: Shutdown,
     _slot: ConnectionSlot,
 ) -> std::io::Result<()> {
-    let io_timeout = ctx.config.pop3_timeout;
+    // One snapshot for the whole session: a reload applies to the next one.
+    let settings = ctx.config();
+    let io_timeout = settings.pop3_timeout;
     let mut stream = Stream::Plain(stream);
     if kind == ListenerKind::Pop3s {
         let Some(tls) = &ctx.tls else { return Ok(()) };
         stream
-            .upgrade(tls.acceptor(), ctx.config.command_timeout)
+            .upgrade(tls.acceptor(), settings.command_timeout)
             .await?;
     }
-    let timestamp = greeting_timestamp(&ctx.config.hostname);
+    let timestamp = greeting_timestamp(&settings.hostname);
     let config = SessionConfig {
         greeting_timestamp: timestamp.clone(),
-        plaintext_login_allowed: ctx.config.plaintext_auth_allowed(peer.ip()),
+        plaintext_login_allowed: settings.plaintext_auth_allowed(peer.ip()),
         stls: ctx.tls.is_some() && kind == ListenerKind::Pop3,
         tls_active: kind == ListenerKind::Pop3s,
         ..SessionConfig::default()
@@ -159,7 +161,7 @@ async fn session(
             let Some(tls) = &ctx.tls else { break };
             // RFC 2595 §4: the session dropped any input pipelined after STLS.
             if let Err(err) = stream
-                .upgrade(tls.acceptor(), ctx.config.command_timeout)
+                .upgrade(tls.acceptor(), settings.command_timeout)
                 .await
             {
                 tracing::info!(error = %err, "TLS handshake failed");

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::accept::accept_loop;
 use crate::auth::{self, Proof, Verdict};
-use crate::config::ListenerKind;
+use crate::config::{ListenerKind, ServerConfig};
 use crate::io::Input;
 use crate::limits::ConnectionSlot;
 use crate::router::{Route, Router, store_reply, verify};
@@ -30,14 +30,22 @@ pub async fn serve(
     kind: ListenerKind,
     shutdown: Shutdown,
 ) {
-    let mut refusal = Vec::new();
-    codes::too_many_connections(&ctx.config.hostname).write_to(&mut refusal);
+    let refusal = |hostname: &str| {
+        let mut refusal = Vec::new();
+        codes::too_many_connections(hostname).write_to(&mut refusal);
+        refusal
+    };
     accept_loop(ctx, listener, kind, shutdown, refusal, session).await;
 }
 
 /// Per-session state the driver keeps beside the protocol state machine.
 struct Driver {
     ctx: Arc<Context>,
+    /// The configuration this session started with: a reload (SIGHUP)
+    /// applies to the next session, never halfway through this one.
+    config: Arc<ServerConfig>,
+    /// Likewise the mail-authentication verifier.
+    verifier: Option<Arc<mailroom_mailauth::Verifier>>,
     peer: SocketAddr,
     /// Local users of the recipients accepted so far in this transaction.
     targets: Vec<String>,
@@ -60,7 +68,8 @@ async fn session(
     mut shutdown: Shutdown,
     _slot: ConnectionSlot,
 ) -> std::io::Result<()> {
-    let io_timeout = ctx.config.command_timeout;
+    let settings = ctx.config();
+    let io_timeout = settings.command_timeout;
     let mut stream = Stream::Plain(stream);
     if kind == ListenerKind::Smtps {
         // RFC 8314 §3: implicit TLS starts with the handshake.
@@ -68,10 +77,12 @@ async fn session(
         stream.upgrade(tls.acceptor(), io_timeout).await?;
     }
     let cram_md5 = ctx.cram_md5_offered().await;
-    let config = session_config(&ctx, kind, peer, cram_md5);
+    let config = session_config(&ctx, &settings, kind, peer, cram_md5);
     let mut session = ServerSession::new(config);
     let mut driver = Driver {
         ctx: ctx.clone(),
+        config: settings.clone(),
+        verifier: ctx.verifier(),
         peer,
         targets: Vec::new(),
         remote: Vec::new(),
@@ -126,11 +137,11 @@ async fn session(
         let timeout = match session.next_timeout() {
             Timeout::Command => {
                 let now = tokio::time::Instant::now();
-                let deadline = *command_deadline.get_or_insert(now + ctx.config.command_timeout);
+                let deadline = *command_deadline.get_or_insert(now + settings.command_timeout);
                 deadline.saturating_duration_since(now)
             }
             // §4.5.3.2.5: the data block timeout is per block received.
-            Timeout::DataBlock => ctx.config.data_timeout,
+            Timeout::DataBlock => settings.data_timeout,
         };
         let input = tokio::select! {
             input = stream.read_some(timeout) => input?,
@@ -152,11 +163,11 @@ async fn session(
 
 fn session_config(
     ctx: &Context,
+    c: &ServerConfig,
     kind: ListenerKind,
     peer: SocketAddr,
     cram_md5: bool,
 ) -> SessionConfig {
-    let c = &ctx.config;
     let tls = ctx.tls.is_some();
     SessionConfig {
         starttls: tls && kind != ListenerKind::Smtps,
@@ -186,7 +197,7 @@ fn session_config(
 impl Driver {
     async fn handle(&mut self, session: &mut ServerSession, event: Event) {
         let router = Router {
-            config: &self.ctx.config,
+            config: &self.config,
             users: self.ctx.users.as_ref(),
         };
         match event {
@@ -249,7 +260,7 @@ impl Driver {
                     &mechanism,
                     initial_response.as_deref(),
                     &nonce,
-                    &self.ctx.config.hostname,
+                    &self.config.hostname,
                 ) {
                     Some((exchange, step)) => {
                         self.sasl = Some(exchange);
@@ -302,7 +313,7 @@ impl Driver {
         sender: Option<&mailroom_core::Address>,
     ) -> bool {
         let Some(sender) = sender else { return true };
-        if !self.ctx.config.is_local_domain(sender.domain()) {
+        if !self.config.is_local_domain(sender.domain()) {
             return false;
         }
         if sender.local_part().user_key() == user {
@@ -320,7 +331,7 @@ impl Driver {
         match mailroom_core::LocalPart::parse(local, true) {
             Ok(local) => match router.route_local(&local).await {
                 Ok(Route::Local(users, remote)) => {
-                    let host = &self.ctx.config.hostname;
+                    let host = &self.config.hostname;
                     let mut list: Vec<String> =
                         users.iter().map(|u| format!("<{u}@{host}>")).collect();
                     list.extend(remote.iter().map(|a| format!("<{a}>")));
@@ -338,7 +349,6 @@ impl Driver {
         let ip = self.peer.ip();
         session.authenticated().is_some()
             || self
-                .ctx
                 .config
                 .trusted_networks
                 .iter()
@@ -354,7 +364,7 @@ impl Driver {
         envelope: Envelope,
         data: Vec<u8>,
     ) -> Reply {
-        let config = &self.ctx.config;
+        let config = &self.config;
         let hops = message::received_header_count(&data);
         if hops >= config.max_hops {
             tracing::warn!(hops, "mail loop suspected; message refused");
@@ -474,11 +484,11 @@ impl Driver {
         from: &str,
         data: Vec<u8>,
     ) -> Result<(Vec<u8>, Vec<u8>), Reply> {
-        let header = match &self.ctx.verifier {
+        let header = match &self.verifier {
             Some(verifier)
                 if self.kind == ListenerKind::Smtp
                     && session.authenticated().is_none()
-                    && !self.ctx.config.mail_auth_exempt(self.peer.ip()) =>
+                    && !self.config.mail_auth_exempt(self.peer.ip()) =>
             {
                 // Verified as received: a signature covers the original.
                 let verdict = verifier
@@ -509,7 +519,7 @@ impl Driver {
             }
             _ => Vec::new(),
         };
-        let data = match mailroom_mailauth::results::strip_own(&data, &self.ctx.config.hostname) {
+        let data = match mailroom_mailauth::results::strip_own(&data, &self.config.hostname) {
             Some(stripped) => {
                 tracing::info!(from = %from, "removed an Authentication-Results field naming this host");
                 stripped
