@@ -17,6 +17,7 @@ mod metrics;
 mod password_input;
 mod privileges;
 mod queue_cmd;
+mod reload;
 mod send;
 mod sendmail;
 mod serve;

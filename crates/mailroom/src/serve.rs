@@ -1,7 +1,9 @@
 //! `mailroom serve`: binds every listener, then runs the inbound agent until
 //! SIGTERM or SIGINT, and stops gracefully (nothing accepted is lost).
+//! SIGHUP reloads the configuration, the DKIM keys and the certificate
+//! (`reload`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use mailroom_server::{Context, Listener, Shutdown};
 use crate::cli::{Cli, ServeArgs};
 use crate::config::{self, Settings};
 use crate::local_delivery::ServerLocalDelivery;
+use crate::reload::{Fixed, Reloader};
 
 /// How long a graceful stop waits for sessions before giving up on them.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
@@ -25,14 +28,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     init_logging(cli.log_format.as_deref())?;
     // Two crypto providers may be linked; name ours before any TLS use.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let smarthost = settings.mta.relay_map.iter().any(|(d, _)| d == "*");
-    let configured_to_relay =
-        !settings.server.trusted_networks.is_empty() || settings.mta.dns.is_some();
-    if !settings.server.hostname.contains('.') && !smarthost && configured_to_relay {
-        // DESIGN.md: fine for the embedded default, but remote servers
-        // reject mail from a HELO name that is not a fully qualified domain.
-        tracing::warn!(hostname = %settings.server.hostname, "hostname is not a fully qualified domain name; mail relayed to the internet may be refused");
-    }
+    warn_if_hostname_unqualified(&settings);
     create_data_dir(&data_dir)?;
     raise_file_limit();
     let run_as = match &settings.run_as {
@@ -54,7 +50,34 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(settings, &data_dir, &store_url, run_as))
+    let reload = ReloadFrom {
+        cli,
+        args,
+        data_dir: data_dir.clone(),
+        store_url: store_url.clone(),
+    };
+    runtime.block_on(serve(settings, &data_dir, &store_url, run_as, reload))
+}
+
+/// Where a SIGHUP reads the configuration again: the same `--config` file
+/// and flags, and what the start resolved that cannot change.
+struct ReloadFrom<'a> {
+    cli: &'a Cli,
+    args: &'a ServeArgs,
+    data_dir: PathBuf,
+    store_url: String,
+}
+
+/// DESIGN.md: a bare hostname is fine for the embedded default, but remote
+/// servers reject mail from a HELO name that is not a fully qualified
+/// domain.
+pub(crate) fn warn_if_hostname_unqualified(settings: &Settings) {
+    let smarthost = settings.mta.relay_map.iter().any(|(d, _)| d == "*");
+    let configured_to_relay =
+        !settings.server.trusted_networks.is_empty() || settings.mta.dns.is_some();
+    if !settings.server.hostname.contains('.') && !smarthost && configured_to_relay {
+        tracing::warn!(hostname = %settings.server.hostname, "hostname is not a fully qualified domain name; mail relayed to the internet may be refused");
+    }
 }
 
 async fn serve(
@@ -62,6 +85,7 @@ async fn serve(
     data_dir: &Path,
     store_url: &str,
     run_as: Option<crate::privileges::RunAs>,
+    reload: ReloadFrom<'_>,
 ) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives as soon as `ready` is printed
     // must stop the server gracefully, not kill it.
@@ -71,6 +95,7 @@ async fn serve(
         None => None,
     };
     let hostname = settings.server.hostname.clone();
+    let fixed = Fixed::of(&settings, &reload.data_dir, &reload.store_url);
     let tls = Arc::new(load_tls(&settings, data_dir)?);
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
@@ -121,24 +146,14 @@ async fn serve(
     };
     let queue = stores.queue.clone();
     let queue_for_metrics = queue.clone();
-    let verifier = if settings.mail_auth.verify {
-        // The same resolver set-up as MX routing: `--dns`, its timeout.
-        let resolver = mailroom_mailauth::dns::resolver(settings.mta.dns, settings.mta.dns_timeout)
-            .context("configuring the DNS resolver for mail authentication")?;
-        Some(Arc::new(mailroom_mailauth::Verifier::new(
-            resolver,
-            &hostname,
-            settings.mail_auth.policy.clone(),
-        )))
-    } else {
-        None
-    };
+    let verifier = verifier(&settings)?;
     let mta = Arc::new(
         Mta::new(settings.mta)
             .context("configuring outbound delivery")?
             .with_dkim(dkim),
     );
     let notify = Arc::new(tokio::sync::Notify::new());
+    let dkim_store = stores.dkim.clone();
     let ctx = Context::new(
         settings.server,
         stores.mail,
@@ -167,6 +182,15 @@ async fn serve(
             }
         })
     };
+    let reloader = Reloader {
+        cli: reload.cli,
+        args: reload.args,
+        fixed,
+        ctx: ctx.clone(),
+        mta: mta.clone(),
+        tls: tls.clone(),
+        dkim: dkim_store,
+    };
     let local = Arc::new(ServerLocalDelivery(ctx));
     let mta_task = {
         let mut shutdown = shutdown.clone();
@@ -192,7 +216,7 @@ async fn serve(
         tracing::warn!(error = %err, "readiness notification failed");
     }
     tracing::info!(hostname = %hostname, data_dir = %data_dir.display(), "mailroom started");
-    wait_for_stop_signal(signals, &tls).await?;
+    wait_for_stop_signal(signals, &reloader).await?;
     tracing::info!("stopping: no new connections; finishing sessions");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     if tokio::time::timeout(DRAIN_LIMIT, trigger.shutdown_and_drain())
@@ -209,6 +233,23 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SPF/DKIM/DMARC verification as configured (`None`: off).
+pub(crate) fn verifier(
+    settings: &Settings,
+) -> anyhow::Result<Option<Arc<mailroom_mailauth::Verifier>>> {
+    if !settings.mail_auth.verify {
+        return Ok(None);
+    }
+    // The same resolver set-up as MX routing: `--dns`, its timeout.
+    let resolver = mailroom_mailauth::dns::resolver(settings.mta.dns, settings.mta.dns_timeout)
+        .context("configuring the DNS resolver for mail authentication")?;
+    Ok(Some(Arc::new(mailroom_mailauth::Verifier::new(
+        resolver,
+        &settings.server.hostname,
+        settings.mail_auth.policy.clone(),
+    ))))
 }
 
 /// The signals serve handles, installed before anything is announced.
@@ -229,9 +270,10 @@ impl Signals {
     }
 }
 
-/// Waits for SIGTERM or SIGINT; SIGHUP meanwhile reloads the certificate
-/// (sessions already in TLS keep theirs, the next handshake gets the new one).
-async fn wait_for_stop_signal(signals: Signals, tls: &TlsHandle) -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT; SIGHUP meanwhile reloads the configuration,
+/// the DKIM keys and the certificate (sessions already running keep what
+/// they started with; the next ones get the new settings).
+async fn wait_for_stop_signal(signals: Signals, reloader: &Reloader<'_>) -> anyhow::Result<()> {
     let Signals {
         mut term,
         mut int,
@@ -241,10 +283,7 @@ async fn wait_for_stop_signal(signals: Signals, tls: &TlsHandle) -> anyhow::Resu
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
-            _ = hup.recv() => match tls.reload() {
-                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-                Err(err) => tracing::error!(error = %err, "SIGHUP: certificate not reloaded; keeping the old one"),
-            },
+            _ = hup.recv() => reloader.reload().await,
         }
     }
 }
@@ -252,19 +291,36 @@ async fn wait_for_stop_signal(signals: Signals, tls: &TlsHandle) -> anyhow::Resu
 /// The configured certificate, or the data dir's self-signed one, made on
 /// first start for the hostname.
 fn load_tls(settings: &Settings, data_dir: &Path) -> anyhow::Result<TlsHandle> {
-    let (cert, key) = match (&settings.tls_cert, &settings.tls_key) {
-        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+    let (cert, key) = tls_files_for(
+        settings.tls_cert.as_deref(),
+        settings.tls_key.as_deref(),
+        data_dir,
+        &settings.server.hostname,
+    )?;
+    TlsHandle::load(&cert, &key).context("loading the TLS certificate")
+}
+
+/// The certificate and key files to use: the configured pair, or the data
+/// dir's self-signed one (generated for `hostname` when missing).
+pub(crate) fn tls_files_for(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    data_dir: &Path,
+    hostname: &str,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let files = match (cert, key) {
+        (Some(cert), Some(key)) => (cert.to_path_buf(), key.to_path_buf()),
         _ => {
             let dir = data_dir.join("tls");
             let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
             if !cert.exists() || !key.exists() {
-                generate_self_signed(&settings.server.hostname, &dir, &cert, &key)?;
+                generate_self_signed(hostname, &dir, &cert, &key)?;
                 tracing::info!(cert = %cert.display(), "generated a self-signed certificate");
             }
             (cert, key)
         }
     };
-    TlsHandle::load(&cert, &key).context("loading the TLS certificate")
+    Ok(files)
 }
 
 fn generate_self_signed(hostname: &str, dir: &Path, cert: &Path, key: &Path) -> anyhow::Result<()> {

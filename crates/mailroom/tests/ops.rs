@@ -551,3 +551,217 @@ fn man_pages_and_completions_come_from_the_command_line_definitions() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2), "unknown shell is a usage error");
 }
+
+fn sighup(server: &common::Server) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(server.pid() as i32).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+}
+
+/// Waits until the server's log holds `n` lines containing `needle`.
+fn wait_for_log(server: &common::Server, needle: &str, n: usize) {
+    let seen = common::wait_for(Duration::from_secs(10), || {
+        server
+            .stderr()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+            >= n
+    });
+    assert!(seen, "no {n}× {needle:?} in the log:\n{}", server.stderr());
+}
+
+/// The SIZE value a new session's EHLO announces.
+fn ehlo_size(smtp: &mut common::Smtp) -> String {
+    let reply = smtp.ok("EHLO client.test", 250);
+    reply
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("SIZE "))
+        .unwrap_or_else(|| panic!("no SIZE in {reply}"))
+        .to_string()
+}
+
+fn session(addr: std::net::SocketAddr) -> common::Smtp {
+    let mut smtp = common::Smtp::connect(addr);
+    smtp.read_reply().expect(220, "", "greeting");
+    smtp
+}
+
+#[test]
+fn sighup_applies_a_new_config_to_new_sessions_and_refuses_a_bad_one() {
+    let dir = TestDir::new("sighup-config");
+    add_user(&dir.data_dir(), "alice");
+    let opts = ServerOptions {
+        users: vec!["alice".into()],
+        ..ServerOptions::default()
+    }
+    .config("[smtp]\nmax_message_size = 10000\n");
+    let server = common::Server::start(&dir, &opts);
+    let config = dir.path().join("mailroom.toml");
+
+    // A session that starts under the old configuration and outlives it.
+    let mut old = session(server.smtp());
+    assert_eq!(ehlo_size(&mut old), "10000");
+    old.ok("MAIL FROM:<someone@remote.test>", 250);
+    old.cmd("RCPT TO:<alice@new.test>")
+        .expect(550, "5.7.1", "new.test is not ours yet");
+    old.cmd("VRFY alice").expect(252, "", "vrfy off");
+    old.ok("RSET", 250);
+
+    // New domain, bigger messages, VRFY on; plus two settings that need a
+    // restart (run_as is not a flag, so the file's value would count).
+    std::fs::write(
+        &config,
+        "domains = [\"new.test\"]\nrun_as = \"nobody\"\n\
+         [smtp]\nmax_message_size = 20000\nvrfy = true\n[queue]\nmax_workers = 3\n",
+    )
+    .unwrap();
+    sighup(&server);
+    wait_for_log(&server, "SIGHUP: configuration reloaded", 1);
+    let log = server.stderr();
+    let restart: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("only with a restart"))
+        .collect();
+    assert_eq!(restart.len(), 1, "{log}");
+    assert!(
+        restart[0].contains("run_as") && restart[0].contains("queue.max_workers"),
+        "{}",
+        restart[0]
+    );
+
+    let mut new = session(server.smtp());
+    assert_eq!(ehlo_size(&mut new), "20000");
+    new.ok("MAIL FROM:<someone@remote.test>", 250);
+    new.cmd("RCPT TO:<alice@new.test>")
+        .expect(250, "", "new.test is ours now");
+    new.ok("RSET", 250);
+    let vrfy = new.cmd("VRFY alice");
+    vrfy.expect(250, "", "vrfy on");
+    new.quit();
+
+    // The old session keeps the rules it started with.
+    old.ok("MAIL FROM:<someone@remote.test>", 250);
+    old.cmd("RCPT TO:<alice@new.test>")
+        .expect(550, "5.7.1", "old session, old domains");
+    old.cmd("VRFY alice")
+        .expect(252, "", "old session, vrfy still off");
+    old.quit();
+
+    // A config with problems is refused whole, each problem named on one
+    // error line; the previous configuration stays in force.
+    std::fs::write(
+        &config,
+        "domains = [\"other.test\"]\nhostnme = \"typo.test\"\n[smtp]\nmax_message_size = 30000\nmax_recipients = 5\n",
+    )
+    .unwrap();
+    sighup(&server);
+    wait_for_log(&server, "SIGHUP: configuration refused", 1);
+    let log = server.stderr();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("configuration refused"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{log}");
+    assert!(
+        refused[0].contains("hostnme") && refused[0].contains("smtp.max_recipients"),
+        "{}",
+        refused[0]
+    );
+    let mut after = session(server.smtp());
+    assert_eq!(ehlo_size(&mut after), "20000");
+    after.ok("MAIL FROM:<someone@remote.test>", 250);
+    after
+        .cmd("RCPT TO:<alice@new.test>")
+        .expect(250, "", "still the last good config");
+    after
+        .cmd("RCPT TO:<alice@other.test>")
+        .expect(550, "5.7.1", "the refused config's domain");
+    after.quit();
+    assert_eq!(
+        log.matches("SIGHUP: configuration reloaded").count(),
+        1,
+        "{log}"
+    );
+}
+
+/// The `s=` tag of the DKIM-Signature at the top of a relayed message.
+fn dkim_selector(data: &[u8]) -> String {
+    let text = String::from_utf8_lossy(data);
+    assert!(text.starts_with("DKIM-Signature:"), "unsigned:\n{text}");
+    let header: String = text
+        .split("\r\n")
+        .take_while(|l| !l.is_empty())
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || l.starts_with([' ', '\t']))
+        .map(|(_, l)| l)
+        .collect();
+    header
+        .split(';')
+        .map(str::trim)
+        .find_map(|tag| tag.strip_prefix("s="))
+        .unwrap_or_else(|| panic!("no s= in {header}"))
+        .to_string()
+}
+
+#[test]
+fn sighup_loads_a_dkim_key_generated_while_running() {
+    let dir = TestDir::new("sighup-dkim");
+    add_user(&dir.data_dir(), "alice");
+    let generate = |selector: &str| {
+        let out = common::mailroom(
+            &dir.data_dir(),
+            &["dkim", "generate", "a.test", "--selector", selector],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "dkim generate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    generate("s1");
+    let sink = common::Sink::start(common::SinkScript::default());
+    let server = common::Server::start(
+        &dir,
+        &ServerOptions {
+            users: vec!["alice".into()],
+            extra_args: vec![
+                "--domain".into(),
+                "a.test".into(),
+                "--relay-map".into(),
+                format!("b.test=127.0.0.1:{}", sink.port()),
+            ],
+            ..ServerOptions::default()
+        }
+        .config("trusted_networks = [\"127.0.0.0/8\"]\n"),
+    );
+    let send = |n: usize| {
+        let message = common::crlf(&format!(
+            "From: Alice <alice@a.test>\nTo: Bob <bob@b.test>\nSubject: key rotation {n}\n\
+             Message-ID: <rotate-{n}@a.test>\nDate: Thu, 27 Nov 2025 12:00:00 +0000\n\nbody {n}\n"
+        ));
+        let mut smtp = session(server.smtp());
+        smtp.ehlo("client.test");
+        smtp.send_mail("alice@a.test", &["bob@b.test"], &message)
+            .expect(250, "2.0.0", "accepted for relay");
+        smtp.quit();
+        assert!(
+            sink.wait_messages(n, Duration::from_secs(30)),
+            "message {n} never reached the sink:\n{}",
+            server.stderr()
+        );
+        dkim_selector(&sink.messages()[n - 1].data)
+    };
+    assert_eq!(send(1), "s1");
+    // A newer key signs only once the server is told.
+    std::thread::sleep(Duration::from_millis(20));
+    generate("s2");
+    assert_eq!(send(2), "s1", "keys are read at start and on SIGHUP only");
+    sighup(&server);
+    wait_for_log(&server, "SIGHUP: configuration reloaded", 1);
+    assert_eq!(send(3), "s2");
+}
