@@ -189,3 +189,46 @@ struct Summary {
     domains: usize,
     dkim_keys: usize,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn fixed(toml: &str) -> Fixed {
+        let raw: config::RawConfig = match toml::from_str(toml) {
+            Ok(raw) => raw,
+            Err(err) => panic!("{err}"),
+        };
+        let settings = match Settings::resolve(raw, &ServeArgs::default()) {
+            Ok(settings) => settings,
+            Err(err) => panic!("{err:#}"),
+        };
+        Fixed::of(&settings, Path::new("/d"), "maildir:")
+    }
+
+    #[test]
+    fn restart_only_keys_are_named_and_live_ones_are_not() {
+        let old = fixed("[listen]\nsmtp = \"127.0.0.1:25\"\npop3 = \"off\"\n");
+        let live = fixed(
+            "domains = [\"a.test\"]\n[listen]\nsmtp = \"127.0.0.1:25\"\npop3 = \"off\"\n\
+             [smtp]\nvrfy = true\n[queue]\nretry_schedule = [\"1m\"]\n",
+        );
+        assert!(old.changed_keys(&live).is_empty());
+        let moved = fixed(
+            "run_as = \"mail\"\n[listen]\nsmtp = \"127.0.0.1:26\"\npop3 = \"127.0.0.1:110\"\n\
+             metrics = \"127.0.0.1:9587\"\n[queue]\nmax_workers = 7\n",
+        );
+        assert_eq!(
+            old.changed_keys(&moved),
+            [
+                "listen.smtp",
+                "listen.pop3",
+                "listen.metrics",
+                "run_as",
+                "queue.max_workers"
+            ]
+        );
+    }
+}
