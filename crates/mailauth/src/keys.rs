@@ -222,22 +222,6 @@ pub fn split_txt(value: &str) -> Vec<&str> {
     parts
 }
 
-/// A selector must be a dot-atom of DNS labels (RFC 6376 §3.1): letters,
-/// digits and hyphens, no leading or trailing hyphen, 63 octets per label.
-pub fn valid_selector(selector: &str) -> bool {
-    !selector.is_empty()
-        && selector.len() <= 200
-        && selector.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
 fn pem(label: &str, der: &[u8]) -> String {
     let body = STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
@@ -355,16 +339,5 @@ mod tests {
             )
         );
         assert_eq!(split_txt("short"), vec!["short"]);
-    }
-
-    #[test]
-    fn selectors() {
-        assert!(valid_selector("mailroom"));
-        assert!(valid_selector("s2026-11.eu"));
-        assert!(!valid_selector(""));
-        assert!(!valid_selector("-bad"));
-        assert!(!valid_selector("a..b"));
-        assert!(!valid_selector("a/b"));
-        assert!(!valid_selector("a b"));
     }
 }

@@ -79,7 +79,7 @@ pub(crate) fn run(cli: &Cli, cmd: &DkimCommand) -> anyhow::Result<()> {
                 algorithm,
             } => {
                 let domain = parse_domain(domain)?;
-                if !keys::valid_selector(selector) {
+                if mailroom_store::dkim::check_selector(selector).is_err() {
                     bail!(crate::UsageError(format!(
                         "selector {selector:?}: letters, digits, hyphens and dots only"
                     )));

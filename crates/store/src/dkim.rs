@@ -252,6 +252,25 @@ mod tests {
         -----END PRIVATE KEY-----\n";
 
     #[test]
+    fn selectors() {
+        for good in ["mailroom", "s2026-11.eu", "a"] {
+            assert!(check_selector(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            "-bad",
+            "bad-",
+            "a..b",
+            "a/b",
+            "a b",
+            "ä",
+            &"a".repeat(64),
+        ] {
+            assert!(check_selector(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn algorithms_from_pem() {
         assert_eq!(pem_algorithm(ED_PEM), Some(DkimAlgorithm::Ed25519));
         assert_eq!(
