@@ -78,6 +78,9 @@ async fn session(
     // The open maildrop holds the lock; dropping it releases the lock and
     // deletes nothing (a dropped connection never reaches UPDATE).
     let mut maildrop: Option<Box<dyn Maildrop>> = None;
+    // Output not yet written: flushed before the driver waits for input, or
+    // earlier once it reaches FLUSH_AT.
+    let mut pending: Vec<u8> = Vec::new();
     loop {
         let mut start_tls = false;
         while let Some(event) = session.poll_event() {
@@ -118,12 +121,20 @@ async fn session(
                         Ok(reader) => {
                             metrics::counter!("mailroom_pop3_retrievals_total").increment(1);
                             session.retrieve_ok();
-                            // The status line goes out in the same write as the
-                            // start of the message: one packet for a small one.
-                            let head = session.take_output();
+                            // The status line and the message join what is
+                            // pending: one write for a small one, and one for
+                            // several small ones the client pipelined.
+                            pending.extend_from_slice(&session.take_output());
                             let size = drop.messages().get(index).map_or(0, |m| m.size);
-                            send_message(&mut stream, head, reader, size, top_lines, io_timeout)
-                                .await?;
+                            send_message(
+                                &mut stream,
+                                &mut pending,
+                                reader,
+                                size,
+                                top_lines,
+                                io_timeout,
+                            )
+                            .await?;
                         }
                         Err(err) => {
                             tracing::warn!(error = %err, index, "message unreadable");
@@ -153,9 +164,12 @@ async fn session(
                 }
             }
         }
-        let out = session.take_output();
-        if !out.is_empty() {
-            stream.write_all(&out, io_timeout).await?;
+        pending.extend_from_slice(&session.take_output());
+        if !pending.is_empty() {
+            // Taken, not cleared: an idle session keeps no large buffer.
+            stream
+                .write_all(&std::mem::take(&mut pending), io_timeout)
+                .await?;
         }
         if start_tls {
             let Some(tls) = &ctx.tls else { break };
@@ -195,11 +209,16 @@ async fn session(
     Ok(())
 }
 
+/// Output is written once this much is pending.
+const FLUSH_AT: usize = 32 * 1024;
+
 /// Streams one message, byte-stuffed (RFC 1939 §3), with the terminating
-/// ".CRLF"; for TOP only the header and the first `top_lines` body lines.
+/// ".CRLF", into `out`, writing whenever [`FLUSH_AT`] octets are pending; for
+/// TOP only the header and the first `top_lines` body lines. What remains
+/// in `out` is the caller's to write.
 async fn send_message(
     stream: &mut Stream,
-    head: Vec<u8>,
+    out: &mut Vec<u8>,
     mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     size: u64,
     top_lines: Option<u64>,
@@ -212,7 +231,6 @@ async fn send_message(
     // also see end of file.
     let want = usize::try_from(size).map_or(CHUNK, |s| s.saturating_add(1).min(CHUNK));
     let mut buf = vec![0u8; want];
-    let mut out = head;
     out.reserve(want + want / 32 + 8);
     loop {
         let n = reader.read(&mut buf).await?;
@@ -223,17 +241,17 @@ async fn send_message(
             Some(filter) => filter.push(&buf[..n]),
             None => &buf[..n],
         };
-        stuffer.push(chunk, &mut out);
-        if out.len() >= 32 * 1024 {
-            stream.write_all(&out, timeout).await?;
+        stuffer.push(chunk, out);
+        if out.len() >= FLUSH_AT {
+            stream.write_all(out, timeout).await?;
             out.clear();
         }
         if top.as_ref().is_some_and(|f| f.done()) {
             break;
         }
     }
-    stuffer.finish(&mut out);
-    stream.write_all(&out, timeout).await
+    stuffer.finish(out);
+    Ok(())
 }
 
 async fn login(
