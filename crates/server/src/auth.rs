@@ -94,23 +94,91 @@ async fn check(record: Option<&User>, proof: Proof) -> bool {
     }
 }
 
-/// Runs one Argon2id verification on the blocking pool, at most as many at
-/// once as there are cores: each needs ~19 MiB, and more in parallel only
-/// adds memory, not throughput.
+/// Runs one Argon2id verification on the verifier threads (see
+/// [`verifiers`]), at most as many at once as there are cores: each needs
+/// ~19 MiB, and more in parallel only adds memory, not throughput.
 async fn argon2_verify(hash: String, password: String) -> bool {
     static LIMIT: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
-    let limit = LIMIT.get_or_init(|| {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        tokio::sync::Semaphore::new(cores)
-    });
+    let limit = LIMIT.get_or_init(|| tokio::sync::Semaphore::new(verifiers::count()));
     let Ok(_permit) = limit.acquire().await else {
         return false;
     };
-    tokio::task::spawn_blocking(move || password::verify(&hash, &password))
-        .await
-        .unwrap_or(false)
+    verifiers::verify(hash, password).await
+}
+
+/// A fixed set of threads, one per core, that run the Argon2id checks.
+///
+/// Not tokio's blocking pool: each of its (many, short-lived) threads gets
+/// a malloc arena of its own, and every arena that once held an Argon2
+/// working area (~19 MiB, served from the heap once glibc's mmap threshold
+/// has grown to it) keeps it: under a login burst that added up to hundreds
+/// of MiB of resident memory. A few long-lived threads keep at most one
+/// working area each.
+mod verifiers {
+    use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+    use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+    use mailroom_store::password;
+    use tokio::sync::oneshot;
+
+    struct Job {
+        hash: String,
+        password: String,
+        reply: oneshot::Sender<bool>,
+    }
+
+    pub(super) fn count() -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    }
+
+    fn queue() -> Option<&'static SyncSender<Job>> {
+        static QUEUE: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
+        QUEUE
+            .get_or_init(|| {
+                // Callers hold one of `count()` permits: the queue never fills.
+                let (tx, rx) = sync_channel::<Job>(count());
+                let rx = Arc::new(Mutex::new(rx));
+                let mut started = 0;
+                for i in 0..count() {
+                    let rx = Arc::clone(&rx);
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("argon2-{i}"))
+                        .spawn(move || run(&rx));
+                    match spawned {
+                        Ok(_) => started += 1,
+                        Err(err) => tracing::error!(error = %err, "no Argon2 verifier thread"),
+                    }
+                }
+                (started > 0).then_some(tx)
+            })
+            .as_ref()
+    }
+
+    fn run(rx: &Mutex<Receiver<Job>>) {
+        loop {
+            let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+            let Ok(job) = job else { return };
+            let ok = password::verify(&job.hash, &job.password);
+            let _ = job.reply.send(ok);
+        }
+    }
+
+    /// False when no verifier thread could be started or the queue is full
+    /// (neither happens while callers hold a permit).
+    pub(super) async fn verify(hash: String, password: String) -> bool {
+        let Some(queue) = queue() else { return false };
+        let (reply, answer) = oneshot::channel();
+        match queue.try_send(Job {
+            hash,
+            password,
+            reply,
+        }) {
+            Ok(()) => answer.await.unwrap_or(false),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        }
+    }
 }
 
 /// A short-lived cache of successful password checks, like Dovecot's
