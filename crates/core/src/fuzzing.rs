@@ -132,10 +132,33 @@ fn check_domain(domain: &Domain, utf8: bool) {
     }
 }
 
+/// Runs `run` over every file of `fuzz/corpus/<target>/`; panics naming
+/// the files that failed, or when there is none. Each crate's
+/// `fuzz_corpus_replay` test calls it (the path is resolved from this
+/// crate's directory, the same for every crate in `crates/`).
+pub fn replay_corpus(target: &str, run: fn(&[u8])) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file())
+        .collect();
+    paths.sort();
+    let mut failed = Vec::new();
+    for path in &paths {
+        let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&data))).is_err() {
+            failed.push(path.display().to_string());
+        }
+    }
+    assert!(!paths.is_empty(), "no corpus files in {}", dir.display());
+    assert!(failed.is_empty(), "corpus files failed: {failed:?}");
+}
+
 #[cfg(test)]
 mod tests {
-    use std::panic::{self, AssertUnwindSafe};
-    use std::path::Path;
 
     use proptest::prelude::*;
 
@@ -159,32 +182,9 @@ mod tests {
         assert_eq!((input.byte(), input.decision()), (None, 0));
     }
 
-    /// Runs `run` over every file of `fuzz/corpus/<target>/`; panics naming
-    /// the files that failed, or when there is none.
-    pub(crate) fn replay(target: &str, run: fn(&[u8])) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fuzz/corpus")
-            .join(target);
-        let mut paths: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.is_file())
-            .collect();
-        paths.sort();
-        let mut failed = Vec::new();
-        for path in &paths {
-            let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            if panic::catch_unwind(AssertUnwindSafe(|| run(&data))).is_err() {
-                failed.push(path.display().to_string());
-            }
-        }
-        assert!(!paths.is_empty(), "no corpus files in {}", dir.display());
-        assert!(failed.is_empty(), "corpus files failed: {failed:?}");
-    }
-
     #[test]
     fn fuzz_corpus_replay() {
-        replay("address", fuzz_address);
+        replay_corpus("address", fuzz_address);
     }
 
     proptest! {

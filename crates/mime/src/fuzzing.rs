@@ -93,39 +93,14 @@ pub fn fuzz_mime(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use std::panic::{self, AssertUnwindSafe};
-    use std::path::Path;
 
     use proptest::prelude::*;
 
     use super::*;
 
-    /// Runs `run` over every file of `fuzz/corpus/<target>/`; panics naming
-    /// the files that failed, or when there is none.
-    fn replay(target: &str, run: fn(&[u8])) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fuzz/corpus")
-            .join(target);
-        let mut paths: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.is_file())
-            .collect();
-        paths.sort();
-        let mut failed = Vec::new();
-        for path in &paths {
-            let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            if panic::catch_unwind(AssertUnwindSafe(|| run(&data))).is_err() {
-                failed.push(path.display().to_string());
-            }
-        }
-        assert!(!paths.is_empty(), "no corpus files in {}", dir.display());
-        assert!(failed.is_empty(), "corpus files failed: {failed:?}");
-    }
-
     #[test]
     fn fuzz_corpus_replay() {
-        replay("mime", fuzz_mime);
+        mailroom_core::fuzzing::replay_corpus("mime", fuzz_mime);
     }
 
     proptest! {
