@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use mailroom_core::Address;
-use mailroom_store::{IncomingMessage, QueueEntry, QueuedRecipient, RecipientState};
+use mailroom_store::{IncomingMessage, QueueEntry, QueuedRecipient};
 
 use crate::config;
 use crate::headers;
@@ -314,16 +314,7 @@ fn queue_entry(
         held: false,
         recipients: recipients
             .iter()
-            .map(|a| QueuedRecipient {
-                address: a.to_string(),
-                orcpt: None,
-                notify: None,
-                state: RecipientState::Pending,
-                attempts: 0,
-                next_attempt: now,
-                last_reply: None,
-                delay_notified: false,
-            })
+            .map(|a| QueuedRecipient::pending(a.to_string(), now))
             .collect(),
     }
 }

@@ -940,16 +940,7 @@ impl EntryTask {
             smtputf8: entry.smtputf8 || !sender.is_ascii(),
             size: bytes.len() as u64,
             held: false,
-            recipients: vec![QueuedRecipient {
-                address: sender.to_string(),
-                orcpt: None,
-                notify: None,
-                state: RecipientState::Pending,
-                attempts: 0,
-                next_attempt: now,
-                last_reply: None,
-                delay_notified: false,
-            }],
+            recipients: vec![QueuedRecipient::pending(sender.to_string(), now)],
         };
         let incoming = IncomingMessage {
             prefix: Vec::new(),

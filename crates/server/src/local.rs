@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use mailroom_core::Address;
 use mailroom_smtp_proto::ForwardPath;
-use mailroom_store::{IncomingMessage, QueueEntry, QueuedRecipient, RecipientState};
+use mailroom_store::{IncomingMessage, QueueEntry, QueuedRecipient};
 
 use crate::router::{Route, Router};
 use crate::{Context, ids, time, trace};
@@ -102,16 +102,7 @@ impl Context {
             held: false,
             recipients: remote
                 .iter()
-                .map(|a| QueuedRecipient {
-                    address: a.to_string(),
-                    orcpt: None,
-                    notify: None,
-                    state: RecipientState::Pending,
-                    attempts: 0,
-                    next_attempt: now,
-                    last_reply: None,
-                    delay_notified: false,
-                })
+                .map(|a| QueuedRecipient::pending(a.to_string(), now))
                 .collect(),
         };
         let incoming = IncomingMessage {

@@ -42,6 +42,23 @@ pub struct QueuedRecipient {
     pub delay_notified: bool,
 }
 
+impl QueuedRecipient {
+    /// A recipient not tried yet, due at `now` (Unix seconds), without DSN
+    /// parameters.
+    pub fn pending(address: String, now: i64) -> Self {
+        QueuedRecipient {
+            address,
+            orcpt: None,
+            notify: None,
+            state: RecipientState::Pending,
+            attempts: 0,
+            next_attempt: now,
+            last_reply: None,
+            delay_notified: false,
+        }
+    }
+}
+
 /// A queued message's envelope and state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueEntry {

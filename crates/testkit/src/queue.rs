@@ -207,7 +207,7 @@ mod tests {
 
     use std::sync::Arc;
 
-    use mailroom_store::{QueuedRecipient, RecipientState};
+    use mailroom_store::QueuedRecipient;
 
     use super::*;
 
@@ -222,16 +222,7 @@ mod tests {
             smtputf8: false,
             size: 3,
             held: false,
-            recipients: vec![QueuedRecipient {
-                address: "b@example.net".into(),
-                orcpt: None,
-                notify: None,
-                state: RecipientState::Pending,
-                attempts: 0,
-                next_attempt: next,
-                last_reply: None,
-                delay_notified: false,
-            }],
+            recipients: vec![QueuedRecipient::pending("b@example.net".into(), next)],
         }
     }
 

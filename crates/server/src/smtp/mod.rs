@@ -10,7 +10,7 @@ use mailroom_smtp_proto::{
     BodyType, EnhancedCode, Envelope, Event, ForwardPath, Notify, RcptParams, Reply, Ret,
     ServerConfig as SessionConfig, ServerSession, Timeout, codes, message,
 };
-use mailroom_store::{IncomingMessage, QueueEntry, QueuedRecipient, RecipientState};
+use mailroom_store::{IncomingMessage, QueueEntry, QueuedRecipient};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::accept::accept_loop;
@@ -551,7 +551,6 @@ fn count_replies(out: &[u8]) {
 /// The queue's record of one RCPT, keeping its DSN parameters (RFC 3461).
 fn queued_recipient(address: String, params: &RcptParams) -> QueuedRecipient {
     QueuedRecipient {
-        address,
         orcpt: params.orcpt.clone(),
         notify: params.notify.as_ref().map(|list| {
             list.iter()
@@ -564,11 +563,7 @@ fn queued_recipient(address: String, params: &RcptParams) -> QueuedRecipient {
                 .collect::<Vec<_>>()
                 .join(",")
         }),
-        state: RecipientState::Pending,
-        attempts: 0,
-        next_attempt: time::unix_now(),
-        last_reply: None,
-        delay_notified: false,
+        ..QueuedRecipient::pending(address, time::unix_now())
     }
 }
 
