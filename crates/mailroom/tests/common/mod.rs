@@ -262,6 +262,13 @@ impl Server {
     /// Starts `serve` on `data_dir` (users must exist already) and waits for
     /// `ready`.
     pub fn start(dir: &TestDir, opts: &ServerOptions) -> Server {
+        Server::start_on(dir, opts, "127.0.0.1")
+    }
+
+    /// Like [`Server::start`], but the listeners in `opts.listeners` bind
+    /// `ip:0` (say `127.0.0.2`, to test a peer outside
+    /// `plaintext_auth_networks`) instead of `127.0.0.1:0`.
+    pub fn start_on(dir: &TestDir, opts: &ServerOptions, ip: &str) -> Server {
         let data_dir = dir.data_dir();
         let mut cmd = Command::new(bin());
         cmd.arg("serve").arg("--data-dir").arg(&data_dir).args([
@@ -272,9 +279,9 @@ impl Server {
         ]);
         for service in SERVICES {
             let value = if opts.listeners.contains(&service) {
-                "127.0.0.1:0"
+                format!("{ip}:0")
             } else {
-                "off"
+                "off".to_string()
             };
             cmd.arg(format!("--{service}")).arg(value);
         }
@@ -1301,95 +1308,6 @@ pub fn strip_leading_field<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> 
 
 // ---------------------------------------------------------------------------
 // Listeners on another loopback address
-
-impl Server {
-    /// Like [`Server::start`], but the listeners in `opts.listeners` bind
-    /// `ip:0` (say `127.0.0.2`, to test a peer outside
-    /// `plaintext_auth_networks`) instead of `127.0.0.1:0`.
-    pub fn start_on(dir: &TestDir, opts: &ServerOptions, ip: &str) -> Server {
-        let data_dir = dir.data_dir();
-        let mut cmd = Command::new(bin());
-        cmd.arg("serve").arg("--data-dir").arg(&data_dir).args([
-            "--hostname",
-            HOSTNAME,
-            "--domain",
-            DOMAIN,
-        ]);
-        for service in SERVICES {
-            let value = if opts.listeners.contains(&service) {
-                format!("{ip}:0")
-            } else {
-                "off".to_string()
-            };
-            cmd.arg(format!("--{service}")).arg(value);
-        }
-        if let Some(config) = &opts.config {
-            let path = dir.write("mailroom.toml", config.as_bytes());
-            cmd.arg("--config").arg(path);
-        }
-        cmd.args(&opts.extra_args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .env_remove("MAILROOM_DATA_DIR");
-        let desc = format!("{cmd:?}");
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {desc}: {e}"));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        let stderr = child.stderr.take().expect("stderr pipe");
-        {
-            let log = Arc::clone(&log);
-            thread::spawn(move || {
-                let mut reader = BufReader::new(stderr);
-                let mut line = Vec::new();
-                while let Ok(n) = reader.read_until(b'\n', &mut line) {
-                    if n == 0 {
-                        break;
-                    }
-                    let text = String::from_utf8_lossy(&line).trim_end().to_string();
-                    line.clear();
-                    if let Ok(mut log) = log.lock() {
-                        log.push(text.clone());
-                    }
-                    let _ = tx.send(text);
-                }
-            });
-        }
-        let mut server = Server {
-            child: Some(child),
-            data_dir,
-            addrs: HashMap::new(),
-            log,
-        };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(line) => line,
-                Err(e) => panic!("{desc}: no `ready` ({e:?}); stderr:\n{}", server.stderr()),
-            };
-            let line = line.trim();
-            if line == "ready" {
-                break;
-            }
-            let mut words = line.split_whitespace();
-            if words.next() == Some("listening")
-                && let (Some(service), Some(addr)) = (words.next(), words.next())
-                && let Ok(addr) = addr.parse::<SocketAddr>()
-            {
-                server.addrs.insert(service.to_string(), addr);
-            }
-        }
-        for service in &opts.listeners {
-            assert!(
-                server.addrs.contains_key(*service),
-                "serve printed no `listening {service} <addr>` line; stderr:\n{}",
-                server.stderr()
-            );
-        }
-        server
-    }
-}
 
 impl Env {
     /// Like [`Env::with`], with the listeners bound to `ip:0`.
