@@ -34,6 +34,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/mailroom-target}"
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=bench/postfix-lib.sh
+. bench/postfix-lib.sh  # the script has cd'd to the repository root
 now() { date +%s.%N; }
 
 # --- prerequisites (as in smtp-intake.sh) ---------------------------------------
@@ -349,39 +351,8 @@ maillog_file_prefixes = $WORK
 biff = no
 EOF
     echo "sink.test smtp:[127.0.0.1]:$SINK_PORT" >"$POSTFIX_CONF/transport"
-    cat >"$POSTFIX_CONF/master.cf" <<EOF
-127.0.0.1:$PF_PORT inet n - n - - smtpd
-pickup     unix  n - n 60 1 pickup
-cleanup    unix  n - n - 0 cleanup
-qmgr       unix  n - n 300 1 qmgr
-rewrite    unix  - - n - - trivial-rewrite
-bounce     unix  - - n - 0 bounce
-defer      unix  - - n - 0 bounce
-trace      unix  - - n - 0 bounce
-verify     unix  - - n - 1 verify
-flush      unix  n - n 1000? 0 flush
-proxymap   unix  - - n - - proxymap
-proxywrite unix  - - n - 1 proxymap
-smtp       unix  - - n - - smtp
-relay      unix  - - n - - smtp
-showq      unix  n - n - - showq
-error      unix  - - n - - error
-retry      unix  - - n - - error
-discard    unix  - - n - - discard
-local      unix  - n n - - local
-virtual    unix  - n n - - virtual
-lmtp       unix  - - n - - lmtp
-anvil      unix  - - n - 1 anvil
-scache     unix  - - n - 1 scache
-postlog    unix-dgram n - n - 1 postlogd
-EOF
-    mkdir -p "$WORK/postfix-spool" "$WORK/postfix-data"
-    chown postfix "$WORK/postfix-data"
-    postfix -c "$POSTFIX_CONF" check >&2 || { cat "$WORK/postfix.log" >&2 2>/dev/null; die "postfix check failed"; }
-    postfix -c "$POSTFIX_CONF" start >&2 || { cat "$WORK/postfix.log" >&2 2>/dev/null; die "postfix start failed"; }
-    for _ in $(seq 100); do port_free "$PF_PORT" || break; sleep 0.1; done
-    PF_MASTER=$(tr -d ' ' <"$WORK/postfix-spool/pid/master.pid")
-    start_rss_sampler "echo $PF_MASTER; pgrep -P $PF_MASTER" "$WORK/postfix.rss"
+    postfix_master_cf
+    postfix_start
 
     PF_QUEUE="postqueue -c \"\$POSTFIX_CONF\" -p"
     BASE=$(sink_count) BASE_SESS=$(sink_counter sess)
