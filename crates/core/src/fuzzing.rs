@@ -134,12 +134,16 @@ fn check_domain(domain: &Domain, utf8: bool) {
 
 /// Runs `run` over every file of `fuzz/corpus/<target>/`; panics naming
 /// the files that failed, or when there is none. Each crate's
-/// `fuzz_corpus_replay` test calls it (the path is resolved from this
-/// crate's directory, the same for every crate in `crates/`).
+/// `fuzz_corpus_replay` test calls it. The path is resolved from the
+/// directory of the crate under test (every crate lives in `crates/`), read
+/// when the test runs: a build cached from a checkout elsewhere still finds
+/// this checkout's corpus.
 pub fn replay_corpus(target: &str, run: fn(&[u8])) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    );
+    let dir = crate_dir.join("../../fuzz/corpus").join(target);
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|entry| entry.ok().map(|e| e.path()))
