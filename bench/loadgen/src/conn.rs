@@ -20,12 +20,25 @@ const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// A line longer than this is a protocol error, not a reason to grow forever.
 const MAX_LINE: usize = 64 * 1024;
 
+/// The socket under a [`Conn`].
+enum Transport {
+    /// Driven by the tokio runtime: many connections on one thread.
+    Event(TcpStream),
+    /// Blocking reads and writes on the calling thread, for a load of one
+    /// connection: a reply wakes the reader directly, with no event loop
+    /// (no epoll round) in between, as in a simple mail client.
+    Blocking(std::net::TcpStream),
+}
+
 /// One connection with its read buffer.
 pub(crate) struct Conn {
-    stream: TcpStream,
+    stream: Transport,
+    /// Initialised storage; input occupies `pos..end`.
     buf: Vec<u8>,
     /// Start of the unconsumed input in `buf`.
     pos: usize,
+    /// End of the input read so far.
+    end: usize,
 }
 
 impl Conn {
@@ -38,48 +51,88 @@ impl Conn {
         Ok(Conn::new(stream))
     }
 
+    /// Connects to `addr` for blocking use (see [`Transport::Blocking`]);
+    /// the async methods then complete without ever yielding.
+    pub(crate) fn connect_blocking(addr: SocketAddr) -> Result<Conn> {
+        let stream = std::net::TcpStream::connect_timeout(&addr, READ_TIMEOUT)
+            .with_context(|| format!("connecting to {addr}"))?;
+        let _ = stream.set_nodelay(true);
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .context("setting a read timeout")?;
+        stream
+            .set_write_timeout(Some(READ_TIMEOUT))
+            .context("setting a write timeout")?;
+        Ok(Conn::with(Transport::Blocking(stream)))
+    }
+
     /// Wraps an accepted or connected stream.
     pub(crate) fn new(stream: TcpStream) -> Conn {
         let _ = stream.set_nodelay(true);
+        Conn::with(Transport::Event(stream))
+    }
+
+    fn with(stream: Transport) -> Conn {
         Conn {
             stream,
-            buf: Vec::with_capacity(READ_SIZE),
+            buf: vec![0; READ_SIZE],
             pos: 0,
+            end: 0,
         }
     }
 
     /// Writes all of `bytes`.
     pub(crate) async fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        self.stream.write_all(bytes).await.context("write")?;
+        match &mut self.stream {
+            Transport::Event(s) => s.write_all(bytes).await.context("write")?,
+            Transport::Blocking(s) => std::io::Write::write_all(s, bytes).context("write")?,
+        }
         Ok(())
     }
 
     /// True when unconsumed input is buffered (a pipelined peer).
     pub(crate) fn has_buffered(&self) -> bool {
-        self.pos < self.buf.len()
+        self.pos < self.end
     }
 
     /// Reads more input after the unconsumed part; an error at end of stream.
     async fn fill(&mut self) -> Result<()> {
-        if self.pos == self.buf.len() {
-            self.buf.clear();
+        if self.pos == self.end {
             self.pos = 0;
+            self.end = 0;
         } else if self.pos >= COMPACT_AT {
-            self.buf.drain(..self.pos);
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
-        if self.buf.capacity() - self.buf.len() < READ_SIZE / 2 {
-            self.buf.reserve(READ_SIZE);
+        if self.buf.len() - self.end < READ_SIZE / 2 {
+            self.buf.resize(self.buf.len() + READ_SIZE, 0);
         }
+        let room = &mut self.buf[self.end..];
         // A server that never answers (a handshake lost in a full accept
         // queue, say) fails the operation instead of hanging the load.
-        let n = tokio::time::timeout(READ_TIMEOUT, self.stream.read_buf(&mut self.buf))
-            .await
-            .map_err(|_| anyhow::anyhow!("no data from the server within {READ_TIMEOUT:?}"))?
-            .context("read")?;
+        let timed_out = || anyhow::anyhow!("no data from the server within {READ_TIMEOUT:?}");
+        let n = match &mut self.stream {
+            Transport::Event(s) => tokio::time::timeout(READ_TIMEOUT, s.read(room))
+                .await
+                .map_err(|_| timed_out())?
+                .context("read")?,
+            Transport::Blocking(s) => match std::io::Read::read(s, room) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(timed_out());
+                }
+                other => other.context("read")?,
+            },
+        };
         if n == 0 {
             bail!("connection closed by the peer");
         }
+        self.end += n;
         Ok(())
     }
 
@@ -88,10 +141,10 @@ impl Conn {
     pub(crate) async fn line_or_eof(&mut self) -> Result<Option<&[u8]>> {
         let mut searched = self.pos;
         let end = loop {
-            if let Some(i) = memchr::memchr(b'\n', &self.buf[searched..]) {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[searched..self.end]) {
                 break searched + i;
             }
-            if self.buf.len() - self.pos > MAX_LINE {
+            if self.end - self.pos > MAX_LINE {
                 bail!("line longer than {MAX_LINE} octets");
             }
             let offset = searched - self.pos;
@@ -129,7 +182,7 @@ impl Conn {
         loop {
             // At a line start. Any well-formed body has at least 3 more
             // octets from here (at worst the terminator ".\r\n").
-            while self.buf.len() - self.pos < 3 {
+            while self.end - self.pos < 3 {
                 self.fill().await?;
             }
             let head = &self.buf[self.pos..self.pos + 3];
@@ -143,14 +196,14 @@ impl Conn {
             }
             // Skip to the next line start that holds a '.'.
             loop {
-                if let Some(i) = memmem::find(&self.buf[self.pos..], b"\n.") {
+                if let Some(i) = memmem::find(&self.buf[self.pos..self.end], b"\n.") {
                     octets += (i + 1) as u64;
                     self.pos += i + 1;
                     break;
                 }
                 // Count all but a final '\n', which may precede a '.'.
-                let avail = self.buf.len() - self.pos;
-                let keep = usize::from(self.buf.last() == Some(&b'\n'));
+                let avail = self.end - self.pos;
+                let keep = usize::from(self.buf[..self.end].last() == Some(&b'\n'));
                 octets += (avail - keep) as u64;
                 self.pos += avail - keep;
                 self.fill().await?;
@@ -160,7 +213,14 @@ impl Conn {
 
     /// Shuts the write side down (after QUIT), ignoring errors.
     pub(crate) async fn close(mut self) {
-        let _ = self.stream.shutdown().await;
+        match &mut self.stream {
+            Transport::Event(s) => {
+                let _ = s.shutdown().await;
+            }
+            Transport::Blocking(s) => {
+                let _ = s.shutdown(std::net::Shutdown::Write);
+            }
+        }
     }
 }
 

@@ -26,9 +26,8 @@ async fn ok(conn: &mut Conn, what: &str) -> Result<String> {
     }
 }
 
-/// Greeting, USER, PASS: a session in the TRANSACTION state.
-async fn login(addr: SocketAddr, user: &str, password: &str) -> Result<Conn> {
-    let mut conn = Conn::connect(addr).await?;
+/// Greeting, USER, PASS on `conn`: a session in the TRANSACTION state.
+async fn login(mut conn: Conn, user: &str, password: &str) -> Result<Conn> {
     ok(&mut conn, "greeting").await?;
     conn.send(format!("USER {user}\r\n").as_bytes()).await?;
     ok(&mut conn, "USER").await?;
@@ -89,30 +88,49 @@ pub(crate) struct RetrReport {
     pub(crate) pipeline: usize,
 }
 
-/// One session: login, STAT, RETR 1..=count with up to `pipeline` commands
-/// outstanding, QUIT (no DELE).
+/// What one RETR session does.
+pub(crate) struct RetrLoad<'a> {
+    pub(crate) addr: SocketAddr,
+    pub(crate) user: &'a str,
+    pub(crate) password: &'a str,
+    /// Messages to retrieve (default: all that STAT reports).
+    pub(crate) count: Option<usize>,
+    /// How many times over to retrieve them.
+    pub(crate) passes: usize,
+    /// RETR commands in flight.
+    pub(crate) pipeline: usize,
+    /// Blocking reads and writes (see `conn::Transport::Blocking`).
+    pub(crate) blocking: bool,
+}
+
+/// One session: login, STAT, RETR 1..=count (`passes` times over) with up
+/// to `pipeline` commands outstanding, QUIT (no DELE).
 ///
 /// `start` runs once logged in, right before the first RETR, and `stop`
 /// right after the last message (before QUIT), so that a watcher of the
 /// server sees neither the login nor the logout; `stop`'s result comes back
 /// with the report.
 pub(crate) async fn retr<W, S>(
-    addr: SocketAddr,
-    user: &str,
-    password: &str,
-    count: Option<usize>,
-    pipeline: usize,
+    load: RetrLoad<'_>,
     start: impl FnOnce() -> W,
     stop: impl FnOnce(W) -> S,
 ) -> Result<(RetrReport, S)> {
     let started = Instant::now();
-    let mut conn = login(addr, user, password).await?;
+    let conn = if load.blocking {
+        Conn::connect_blocking(load.addr)?
+    } else {
+        Conn::connect(load.addr).await?
+    };
+    let mut conn = login(conn, load.user, load.password).await?;
     let (stat_messages, stat_octets) = stat(&mut conn).await?;
     let login_seconds = started.elapsed().as_secs_f64();
-    let count = count.unwrap_or(stat_messages);
+    let count = load.count.unwrap_or(stat_messages);
     if count > stat_messages {
         bail!("--count {count} but the maildrop holds {stat_messages} messages");
     }
+    let number = |sent: usize| (sent - 1) % count + 1;
+    let count = count * load.passes.max(1);
+    let pipeline = load.pipeline;
     let pipeline = pipeline.max(1);
     if pipeline > 1 && !has_pipelining(&mut conn).await? {
         bail!("--pipeline {pipeline}: the server does not advertise PIPELINING in CAPA");
@@ -128,7 +146,7 @@ pub(crate) async fn retr<W, S>(
         commands.clear();
         while sent < count && sent - done < pipeline {
             sent += 1;
-            commands.extend_from_slice(format!("RETR {sent}\r\n").as_bytes());
+            commands.extend_from_slice(format!("RETR {}\r\n", number(sent)).as_bytes());
         }
         if !commands.is_empty() {
             conn.send(&commands).await?;
@@ -137,7 +155,7 @@ pub(crate) async fn retr<W, S>(
         loop {
             ok(&mut conn, "RETR")
                 .await
-                .with_context(|| format!("message {}", done + 1))?;
+                .with_context(|| format!("message {}", number(done + 1)))?;
             octets += conn.dot_body().await?;
             done += 1;
             // Top up once half the window is used, so the server always
@@ -211,7 +229,7 @@ pub(crate) async fn sessions(
             while next.fetch_add(1, Ordering::Relaxed) < sessions {
                 let started = Instant::now();
                 let result = async {
-                    let mut conn = login(addr, &user, &password).await?;
+                    let mut conn = login(Conn::connect(addr).await?, &user, &password).await?;
                     let (messages, _) = stat(&mut conn).await?;
                     quit(conn).await?;
                     anyhow::Ok(messages)

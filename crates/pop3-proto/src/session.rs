@@ -249,6 +249,16 @@ impl ServerSession {
         std::mem::take(&mut self.output)
     }
 
+    /// Appends the responses queued so far to `out`, like
+    /// [`ServerSession::take_output`] without allocating a buffer per call.
+    pub fn append_output(&mut self, out: &mut Vec<u8>) {
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.output);
+        } else {
+            out.append(&mut self.output);
+        }
+    }
+
     /// Answers [`Event::Login`]: the credential is good and the maildrop is
     /// locked. `messages` is its listing, fixed for the session (RFC 1939
     /// §5: message numbers do not change). Enters the TRANSACTION state.

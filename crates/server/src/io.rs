@@ -28,13 +28,12 @@ pub(crate) async fn read_some(stream: &TcpStream, timeout: Duration) -> io::Resu
             Err(_) => return Ok(Input::TimedOut),
             Ok(ready) => ready?,
         }
-        let mut buf = vec![0u8; READ_CHUNK];
-        match stream.try_read(&mut buf) {
+        // Uninitialised capacity: the kernel fills it, nothing zeroes it
+        // first.
+        let mut buf = Vec::with_capacity(READ_CHUNK);
+        match stream.try_read_buf(&mut buf) {
             Ok(0) => return Ok(Input::Closed),
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(Input::Data(buf));
-            }
+            Ok(_) => return Ok(Input::Data(buf)),
             // A spurious readiness: wait again.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),

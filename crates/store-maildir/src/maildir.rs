@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use mailroom_store::{IncomingMessage, Maildrop, MessageInfo, StoreError};
+use mailroom_store::{IncomingMessage, Maildrop, MessageBody, MessageInfo, StoreError};
 use rustix::fs::FlockOperation;
 use rustix::io::Errno;
 
@@ -17,6 +17,7 @@ use crate::Inner;
 use crate::fsutil::{FileLock, mkdir, sync_dir};
 use crate::names;
 use crate::readahead::ReadAhead;
+use tokio::task::JoinHandle;
 
 /// Maildirs known to exist durably in this process (see [`Maildirs::ensure`]).
 pub(crate) struct Maildirs {
@@ -226,6 +227,14 @@ pub(crate) struct MaildirDrop {
     /// Held for the session; closing it releases the lock.
     lock: FileLock,
     ahead: Mutex<ReadAhead>,
+    /// Messages being read in the background (see readahead.rs).
+    prefetch: Mutex<Option<Prefetch>>,
+}
+
+/// A background read of the messages at `indices`, in order.
+struct Prefetch {
+    indices: Vec<usize>,
+    reading: JoinHandle<Vec<(usize, io::Result<Vec<u8>>)>>,
 }
 
 /// Opens and locks `mail/NAME` for a POP3 session.
@@ -274,6 +283,7 @@ pub(crate) fn open_maildrop(inner: Arc<Inner>, name: String) -> Result<MaildirDr
         infos,
         lock,
         ahead: Mutex::new(ReadAhead::default()),
+        prefetch: Mutex::new(None),
     })
 }
 
@@ -372,14 +382,31 @@ impl Maildrop for MaildirDrop {
         &self.infos
     }
 
-    async fn open(
-        &self,
-        index: usize,
-    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
+    async fn open(&self, index: usize) -> Result<MessageBody, StoreError> {
         let entry = self.listed.get(index).ok_or(StoreError::NoSuchMessage)?;
-        if let Some(bytes) = lock(&self.ahead).take(index) {
-            return Ok(Box::new(std::io::Cursor::new(bytes)));
+        // A background read that is done, or holds this message: its
+        // messages join the held ones.
+        let landed = {
+            let mut prefetch = lock(&self.prefetch);
+            let wanted = prefetch
+                .as_ref()
+                .is_some_and(|p| p.reading.is_finished() || p.indices.contains(&index));
+            if wanted { prefetch.take() } else { None }
+        };
+        if let Some(landed) = landed {
+            let read = landed.reading.await.map_err(join_error)?;
+            lock(&self.ahead).hold(
+                read.into_iter()
+                    .map_while(|(i, result)| Some((i, result.ok()?))),
+            );
         }
+        let held = lock(&self.ahead).take(index);
+        if let Some(bytes) = held {
+            self.refill();
+            return Ok(MessageBody::Whole(bytes));
+        }
+        // Out of order: what is being read ahead is not wanted.
+        *lock(&self.prefetch) = None;
         // Most messages are small: read them whole in one trip to the
         // blocking pool instead of one trip per open and per read (a
         // tokio::fs::File), which dominated RETR time, together with the
@@ -387,35 +414,21 @@ impl Maildrop for MaildirDrop {
         // Big ones stream.
         if entry.size.is_some_and(|size| size <= WHOLE_READ_LIMIT) {
             let plan = lock(&self.ahead).plan(index, |i| self.whole_size(i));
-            let paths: Vec<(usize, PathBuf, u64)> = plan
-                .into_iter()
-                .filter_map(|i| {
-                    let entry = self.listed.get(i)?;
-                    Some((i, entry.path.clone(), entry.size?))
-                })
-                .collect();
-            let read = tokio::task::spawn_blocking(move || {
-                paths
-                    .into_iter()
-                    .map(|(i, path, size)| (i, read_sized(&path, size)))
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .map_err(join_error)?;
+            let read = self.read_whole(&plan).await.map_err(join_error)?;
             let mut read = read.into_iter();
             let first = read.next().map(|(_, result)| result);
             // A message read ahead that has moved is found again when asked
             // for: stop holding at the first that failed.
             lock(&self.ahead).hold(read.map_while(|(i, result)| Some((i, result.ok()?))));
             match first {
-                Some(Ok(bytes)) => return Ok(Box::new(std::io::Cursor::new(bytes))),
+                Some(Ok(bytes)) => return Ok(MessageBody::Whole(bytes)),
                 Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => {}
                 Some(Err(e)) => return Err(StoreError::from_io(e)),
                 None => return Err(StoreError::NoSuchMessage),
             }
         } else {
             match tokio::fs::File::open(&entry.path).await {
-                Ok(file) => return Ok(Box::new(file)),
+                Ok(file) => return Ok(MessageBody::Stream(Box::new(file))),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StoreError::from_io(e)),
             }
@@ -428,7 +441,7 @@ impl Maildrop for MaildirDrop {
             .map_err(join_error)?;
         let path = found.ok_or(StoreError::NoSuchMessage)?;
         match tokio::fs::File::open(&path).await {
-            Ok(file) => Ok(Box::new(file)),
+            Ok(file) => Ok(MessageBody::Stream(Box::new(file))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NoSuchMessage),
             Err(e) => Err(StoreError::from_io(e)),
         }
@@ -446,6 +459,38 @@ impl Maildrop for MaildirDrop {
 }
 
 impl MaildirDrop {
+    /// Starts reading the next messages in the background when the reader
+    /// goes in order and what is held runs low, unless a read is under way.
+    fn refill(&self) {
+        let mut prefetch = lock(&self.prefetch);
+        if prefetch.is_some() {
+            return;
+        }
+        let Some(indices) = lock(&self.ahead).refill(|i| self.whole_size(i)) else {
+            return;
+        };
+        let reading = self.read_whole(&indices);
+        *prefetch = Some(Prefetch { indices, reading });
+    }
+
+    /// Reads the messages at `indices` whole, in order, in one trip to the
+    /// blocking pool.
+    fn read_whole(&self, indices: &[usize]) -> JoinHandle<Vec<(usize, io::Result<Vec<u8>>)>> {
+        let paths: Vec<(usize, PathBuf, u64)> = indices
+            .iter()
+            .filter_map(|&i| {
+                let entry = self.listed.get(i)?;
+                Some((i, entry.path.clone(), entry.size?))
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            paths
+                .into_iter()
+                .map(|(i, path, size)| (i, read_sized(&path, size)))
+                .collect()
+        })
+    }
+
     /// Message `index`'s size when it is small enough to read whole.
     fn whole_size(&self, index: usize) -> Option<u64> {
         self.listed

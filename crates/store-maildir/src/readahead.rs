@@ -8,6 +8,11 @@
 //! several messages; a request out of order drops what was read and starts
 //! again at one, so a client that picks single messages reads nothing extra.
 //! What is held is bounded by [`MAX_BYTES`] per session.
+//!
+//! Once the window has grown, the next messages are read in the background
+//! while the held ones are served ([`ReadAhead::refill`]): a sequential
+//! reader then never waits for the disk, the reading overlapping the
+//! network round trips.
 
 use std::collections::VecDeque;
 
@@ -70,6 +75,31 @@ impl ReadAhead {
         plan
     }
 
+    /// After a message was served from what is held: the indices to read in
+    /// the background, when half the window or less is left and the reader
+    /// goes in order. The window grows as on a miss; the indices continue
+    /// the held run, and together with it stay within the window and
+    /// [`MAX_BYTES`].
+    pub(crate) fn refill(&mut self, size: impl Fn(usize) -> Option<u64>) -> Option<Vec<usize>> {
+        if self.window < 2 || self.held.len() > self.window / 2 {
+            return None;
+        }
+        self.window = (self.window * 2).min(MAX_MESSAGES);
+        let start = self.held.back().map_or(self.next, |(i, _)| i + 1);
+        let mut bytes: u64 = self.held.iter().map(|(_, b)| b.len() as u64).sum();
+        let mut plan = Vec::new();
+        for i in start..start + (self.window - self.held.len()) {
+            match size(i) {
+                Some(s) if bytes + s <= MAX_BYTES => {
+                    bytes += s;
+                    plan.push(i);
+                }
+                _ => break,
+            }
+        }
+        (!plan.is_empty()).then_some(plan)
+    }
+
     /// Keeps what a planned read brought beyond the requested message, in
     /// index order.
     pub(crate) fn hold(&mut self, read: impl IntoIterator<Item = (usize, Vec<u8>)>) {
@@ -101,6 +131,39 @@ mod tests {
         }
         // 1 + 2 + 4 + 8 + 16 + 32 + 32 + 5 = 100
         assert_eq!(trips, 8);
+    }
+
+    #[test]
+    fn refills_continue_the_held_run_and_grow_the_window() {
+        let mut ra = ReadAhead::default();
+        // A first miss reads one, a second in order two.
+        assert_eq!(ra.refill(small(100)), None, "no window yet");
+        ra.plan(0, small(100));
+        assert_eq!(ra.refill(small(100)), None, "window 1: no background reads");
+        assert_eq!(ra.plan(1, small(100)), vec![1, 2]);
+        ra.hold(vec![(2, vec![2])]);
+        assert!(ra.take(2).is_some());
+        // Served from the held run: read on in the background, a window of 4.
+        let plan = ra.refill(small(100));
+        assert_eq!(plan, Some(vec![3, 4, 5, 6]));
+        ra.hold((3..=6).map(|i| (i, vec![i as u8])));
+        assert!(ra.take(3).is_some());
+        assert_eq!(ra.refill(small(100)), None, "three of four held");
+        assert!(ra.take(4).is_some());
+        // Two held (5, 6) of a window now 8: six more, after them.
+        assert_eq!(ra.refill(small(100)), Some(vec![7, 8, 9, 10, 11, 12]));
+        ra.hold((7..=12).map(|i| (i, vec![i as u8])));
+        for i in 5..=12 {
+            assert_eq!(ra.take(i), Some(vec![i as u8]));
+        }
+        // Nothing held: the next run starts where the reader is, and the
+        // window stops growing at MAX_MESSAGES.
+        assert_eq!(ra.refill(small(1000)), Some((13..13 + 16).collect()));
+        assert_eq!(ra.refill(small(1000)).map(|p| p.len()), Some(MAX_MESSAGES));
+        assert_eq!(ra.refill(small(1000)).map(|p| p.len()), Some(MAX_MESSAGES));
+        // The end of the maildrop and the byte bound stop a refill.
+        assert_eq!(ra.refill(small(15)), Some(vec![13, 14]));
+        assert_eq!(ra.refill(|_| Some(MAX_BYTES / 2 + 1)), Some(vec![13]));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use mailroom_store::{IncomingMessage, MailStore, Maildrop, MessageInfo, StoreError};
+use mailroom_store::{IncomingMessage, MailStore, Maildrop, MessageBody, MessageInfo, StoreError};
 use sqlx::Row as _;
 use sqlx::postgres::PgPool;
 use tokio::io::{AsyncRead, ReadBuf};
@@ -235,10 +235,7 @@ impl Maildrop for PgMaildrop {
         &self.infos
     }
 
-    async fn open(
-        &self,
-        index: usize,
-    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
+    async fn open(&self, index: usize) -> Result<MessageBody, StoreError> {
         let (&id, info) = self
             .ids
             .get(index)
@@ -260,7 +257,11 @@ impl Maildrop for PgMaildrop {
             .map_err(|e| db_error("reading a message", e))?
             .ok_or(StoreError::NoSuchMessage)?;
         reader.accept(first).map_err(StoreError::Io)?;
-        Ok(Box::new(reader))
+        if reader.fetched == reader.size {
+            // One piece held it all.
+            return Ok(MessageBody::Whole(std::mem::take(&mut reader.chunk)));
+        }
+        Ok(MessageBody::Stream(Box::new(reader)))
     }
 
     async fn commit(mut self: Box<Self>, indices: &[usize]) -> Result<(), StoreError> {

@@ -240,7 +240,7 @@ fn names(list: &[&str]) -> Vec<String> {
 }
 
 async fn read(drop: &dyn Maildrop, index: usize) -> Result<Vec<u8>, StoreError> {
-    let mut reader = drop.open(index).await?;
+    let mut reader = drop.open(index).await?.into_reader();
     let mut out = Vec::new();
     reader.read_to_end(&mut out).await.unwrap();
     Ok(out)
@@ -609,7 +609,7 @@ async fn a_big_message_streams_byte_exact(h: &Harness) {
         let drop = store.mail.open_maildrop(u).await.unwrap();
         assert_eq!(drop.messages()[0].size, want.len() as u64);
         // Read in small, odd-sized pieces, as a RETR writer does.
-        let mut reader = drop.open(0).await.unwrap();
+        let mut reader = drop.open(0).await.unwrap().into_reader();
         let mut got = Vec::with_capacity(want.len());
         let mut buf = vec![0u8; 8191];
         loop {

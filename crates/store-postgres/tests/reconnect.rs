@@ -164,6 +164,7 @@ async fn operations_work_again_after_a_database_restart() {
         drop.open(i)
             .await
             .unwrap()
+            .into_reader()
             .read_to_end(&mut bytes)
             .await
             .unwrap();
@@ -186,6 +187,7 @@ async fn operations_work_again_after_a_database_restart() {
     drop.open(0)
         .await
         .unwrap()
+        .into_reader()
         .read_to_end(&mut bytes)
         .await
         .unwrap();

@@ -171,6 +171,35 @@ pub trait MailStore: Send + Sync {
     async fn open_maildrop(&self, user: &str) -> Result<Box<dyn Maildrop>, StoreError>;
 }
 
+/// A message as [`Maildrop::open`] hands it out. Either way it reads as an
+/// `AsyncRead`; a caller that can use the bytes as they are takes
+/// [`MessageBody::Whole`] without copying them.
+pub enum MessageBody {
+    /// The whole message, already read.
+    Whole(Vec<u8>),
+    /// The message streamed from the store.
+    Stream(Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+}
+
+impl MessageBody {
+    /// The body as a reader.
+    pub fn into_reader(self) -> Box<dyn tokio::io::AsyncRead + Send + Unpin> {
+        match self {
+            MessageBody::Whole(bytes) => Box::new(io::Cursor::new(bytes)),
+            MessageBody::Stream(reader) => reader,
+        }
+    }
+}
+
+impl std::fmt::Debug for MessageBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MessageBody::Whole(bytes) => write!(f, "Whole({} octets)", bytes.len()),
+            MessageBody::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
 /// An open, locked maildrop. Its listing is fixed when it is opened (RFC 1939
 /// §5: message numbers do not change during a session). Dropping it without
 /// [`Maildrop::commit`] releases the lock and deletes nothing.
@@ -180,12 +209,10 @@ pub trait Maildrop: Send + Sync {
     /// `n` is `messages()[n - 1]`.
     fn messages(&self) -> &[MessageInfo];
 
-    /// Opens message `index` (0-based) for streaming, exactly
-    /// `messages()[index].size` octets with CRLF line ends.
-    async fn open(
-        &self,
-        index: usize,
-    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError>;
+    /// Opens message `index` (0-based): exactly `messages()[index].size`
+    /// octets with CRLF line ends, whole when the store already holds it in
+    /// memory, else as a stream.
+    async fn open(&self, index: usize) -> Result<MessageBody, StoreError>;
 
     /// Deletes the messages at `indices` durably and releases the lock (the
     /// POP3 UPDATE state). Returns only once the deletions are on disk.

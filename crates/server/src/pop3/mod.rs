@@ -12,7 +12,7 @@ use mailroom_pop3_proto::{
     ByteStuffer, Credential, Event, LoginFailure, MessageEntry, ServerConfig as SessionConfig,
     ServerSession, TopFilter,
 };
-use mailroom_store::{Maildrop, StoreError};
+use mailroom_store::{Maildrop, MessageBody, StoreError};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -118,18 +118,18 @@ async fn session(
                         continue;
                     };
                     match drop.open(index).await {
-                        Ok(reader) => {
+                        Ok(body) => {
                             metrics::counter!("mailroom_pop3_retrievals_total").increment(1);
                             session.retrieve_ok();
                             // The status line and the message join what is
                             // pending: one write for a small one, and one for
                             // several small ones the client pipelined.
-                            pending.extend_from_slice(&session.take_output());
+                            session.append_output(&mut pending);
                             let size = drop.messages().get(index).map_or(0, |m| m.size);
                             send_message(
                                 &mut stream,
                                 &mut pending,
-                                reader,
+                                body,
                                 size,
                                 top_lines,
                                 io_timeout,
@@ -164,7 +164,7 @@ async fn session(
                 }
             }
         }
-        pending.extend_from_slice(&session.take_output());
+        session.append_output(&mut pending);
         if !pending.is_empty() {
             // Taken, not cleared: an idle session keeps no large buffer.
             stream
@@ -212,46 +212,78 @@ async fn session(
 /// Output is written once this much is pending.
 const FLUSH_AT: usize = 32 * 1024;
 
-/// Streams one message, byte-stuffed (RFC 1939 §3), with the terminating
-/// ".CRLF", into `out`, writing whenever [`FLUSH_AT`] octets are pending; for
+/// Appends one message, byte-stuffed (RFC 1939 §3), with the terminating
+/// ".CRLF", to `out`, writing whenever [`FLUSH_AT`] octets are pending; for
 /// TOP only the header and the first `top_lines` body lines. What remains
 /// in `out` is the caller's to write.
 async fn send_message(
     stream: &mut Stream,
     out: &mut Vec<u8>,
-    mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    body: MessageBody,
     size: u64,
     top_lines: Option<u64>,
     timeout: Duration,
 ) -> std::io::Result<()> {
     const CHUNK: usize = 64 * 1024;
-    let mut stuffer = ByteStuffer::new();
-    let mut top = top_lines.map(TopFilter::new);
-    // Sized to the message when it is small; `size + 1` lets the first read
-    // also see end of file.
-    let want = usize::try_from(size).map_or(CHUNK, |s| s.saturating_add(1).min(CHUNK));
-    let mut buf = vec![0u8; want];
-    out.reserve(want + want / 32 + 8);
-    loop {
-        let n = reader.read(&mut buf).await?;
-        if n == 0 {
-            break;
+    let mut encoder = Encoder {
+        stuffer: ByteStuffer::new(),
+        top: top_lines.map(TopFilter::new),
+    };
+    match body {
+        // Already in memory (most messages): stuffed straight from the
+        // store's buffer.
+        MessageBody::Whole(bytes) => {
+            for piece in bytes.chunks(CHUNK) {
+                if encoder.push(stream, out, piece, timeout).await? {
+                    break;
+                }
+            }
         }
-        let chunk = match top.as_mut() {
-            Some(filter) => filter.push(&buf[..n]),
-            None => &buf[..n],
+        MessageBody::Stream(mut reader) => {
+            // Sized to the message when it is small; `size + 1` lets the
+            // first read also see end of file.
+            let want = usize::try_from(size).map_or(CHUNK, |s| s.saturating_add(1).min(CHUNK));
+            let mut buf = vec![0u8; want];
+            out.reserve(want + want / 32 + 8);
+            loop {
+                let n = reader.read(&mut buf).await?;
+                if n == 0 || encoder.push(stream, out, &buf[..n], timeout).await? {
+                    break;
+                }
+            }
+        }
+    }
+    encoder.stuffer.finish(out);
+    Ok(())
+}
+
+/// The message encoder of one RETR or TOP.
+struct Encoder {
+    stuffer: ByteStuffer,
+    top: Option<TopFilter>,
+}
+
+impl Encoder {
+    /// Encodes the next piece of the message into `out`, writing once
+    /// [`FLUSH_AT`] octets are pending. True once TOP has all it sends.
+    async fn push(
+        &mut self,
+        stream: &mut Stream,
+        out: &mut Vec<u8>,
+        piece: &[u8],
+        timeout: Duration,
+    ) -> std::io::Result<bool> {
+        let piece = match self.top.as_mut() {
+            Some(filter) => filter.push(piece),
+            None => piece,
         };
-        stuffer.push(chunk, out);
+        self.stuffer.push(piece, out);
         if out.len() >= FLUSH_AT {
             stream.write_all(out, timeout).await?;
             out.clear();
         }
-        if top.as_ref().is_some_and(|f| f.done()) {
-            break;
-        }
+        Ok(self.top.as_ref().is_some_and(|f| f.done()))
     }
-    stuffer.finish(out);
-    Ok(())
 }
 
 async fn login(
