@@ -40,6 +40,13 @@
 #   BENCH_PIPELINE [16]     RETR commands in flight in the pipelined run
 #   BENCH_PASSES [3]        RETR runs fetch the maildrop this many times over
 #                           in their one session (a longer, steadier run)
+#   BENCH_ONE_CPU [1]       also time RETR without pipelining with the server
+#                           (all its processes/threads) and the load
+#                           generator pinned to one CPU, for both servers
+#                           alike; 0 skips it (needs 2+ CPUs). On a VM a
+#                           wake-up across CPUs costs tens of microseconds,
+#                           which makes the unpinned rate depend on where the
+#                           scheduler happens to put the two ends.
 #   BENCH_ROUNDS [1]        repeat every measurement; the table shows medians
 #   BENCH_SAME_COST [1]     also time Dovecot sessions with mailroom's hashes
 #   BENCH_DOVECOT_PORT [11110, or the next free one]
@@ -59,6 +66,8 @@ SESSIONS=${BENCH_SESSIONS:-2000}
 CONCURRENCY=${BENCH_CONCURRENCY:-20}
 PIPELINE=${BENCH_PIPELINE:-16}
 PASSES=${BENCH_PASSES:-3}
+ONE_CPU=${BENCH_ONE_CPU:-1}
+(($(nproc) >= 2)) || ONE_CPU=0
 ROUNDS=${BENCH_ROUNDS:-1}
 SAME_COST=${BENCH_SAME_COST:-1}
 USERS=$CONCURRENCY
@@ -319,10 +328,12 @@ RESULTS="$WORK/results.jsonl"
 
 # Runs the load generator; prints its JSON line and appends it, tagged
 # with $1, to the results. Fails the run if the load reported errors.
+# With LOAD_CPU set, the load generator runs pinned to that CPU.
 load() {
-    local tag=$1 out
+    local tag=$1 out wrap=()
     shift
-    if ! out=$("$LOADGEN" "$@" 2>"$WORK/loadgen.err"); then
+    [[ -n "${LOAD_CPU:-}" ]] && wrap=(taskset -c "$LOAD_CPU")
+    if ! out=$("${wrap[@]}" "$LOADGEN" "$@" 2>"$WORK/loadgen.err"); then
         printf '%s\n' "$out" >&2
         cat "$WORK/loadgen.err" >&2
         die "load '$tag' failed: $LOADGEN $*"
@@ -368,6 +379,22 @@ for round in $(seq 1 "$ROUNDS"); do
         load "retr$k-dv" pop3-retr --server "$DV_ADDR" --user alice0 --password "$PASSWORD" \
             --pipeline "$k" --passes "$PASSES" "${WATCH_DV[@]}"
     done
+    if [[ "$ONE_CPU" == 1 ]]; then
+        # Every thread of mailroom, and Dovecot's master with every process
+        # it has (the per-connection pop3 process forks from the master and
+        # inherits its mask) on CPU 0 with the load generator; put back after.
+        pin() { for p in "$@"; do taskset -a -p -c "$PIN_TO" "$p" >/dev/null; done; }
+        tree_of() { echo "$1"; ps -o pid= --ppid "$1"; }
+        PIN_TO=0 pin "$MAILROOM_PID"
+        LOAD_CPU=0 load "retr1cpu-mr" pop3-retr --server "$MR_ADDR" --user alice0 \
+            --password "$PASSWORD" --passes "$PASSES" "${WATCH_MR[@]}"
+        PIN_TO=0-$(($(nproc) - 1)) pin "$MAILROOM_PID"
+        PIN_TO=0 pin $(tree_of "$DOVECOT_PID")
+        # CPU time only: a sampling thread would share the one CPU.
+        LOAD_CPU=0 load "retr1cpu-dv" pop3-retr --server "$DV_ADDR" --user alice0 \
+            --password "$PASSWORD" --passes "$PASSES" --watch-pid "$DOVECOT_PID" --watch-interval-ms 0
+        PIN_TO=0-$(($(nproc) - 1)) pin $(tree_of "$DOVECOT_PID")
+    fi
     sessions=(pop3-sessions --password "$PASSWORD" --users "$USERS" --sessions "$SESSIONS" --concurrency "$CONCURRENCY")
     load sess-mr "${sessions[@]}" --server "$MR_ADDR" --user alice "${WATCH_MR[@]}"
     load sess-dv "${sessions[@]}" --server "$DV_ADDR" --user alice "${WATCH_DV_SESSIONS[@]}"
@@ -400,6 +427,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b != "-" && b + 0 > 0
 per() { awk -v s="$1" -v n="$2" 'BEGIN { if (s != "-" && n + 0 > 0) printf "%.3f", 1000 * s / n; else printf "-" }'; }
 mib() { awk -v k="$1" 'BEGIN { if (k != "" && k + 0 > 0) printf "%.1f", k / 1024; else printf "-" }'; }
 row() { printf '%-44s %12s %12s %8s %8s\n' "$@"; }
+# Rounds alternate the servers, so a slow spell of a shared machine falls
+# on both: the rate ratio within each round shows the spread.
+round_ratios() {
+    printf '%-44s %s\n' "  ratio in each round" "$(paste -d' ' <(field "$1" msgs_per_s) <(field "$2" msgs_per_s) |
+        awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2 }')"
+}
 
 echo
 echo "POP3 vs Dovecot: mailroom $MAILROOM_REV vs dovecot $DOVECOT_VERSION; $MESSAGES messages x $SIZE octets;"
@@ -417,12 +450,15 @@ for k in 1 "$PIPELINE"; do
     row "  MB/s" "$a" "$b" "$(ratio "$a" "$b")" ""
     a=$(per "$(med "retr$k-mr" server_cpu_s)" $((MESSAGES * PASSES))) b=$(per "$(med "retr$k-dv" server_cpu_s)" $((MESSAGES * PASSES)))
     row "  server CPU ms per message" "$a" "$b" "$(ratio "$a" "$b")" ""
-    # Rounds alternate the servers, so a slow spell of a shared machine
-    # falls on both: the ratio within each round shows the spread.
-    per_round=$(paste -d' ' <(field "retr$k-mr" msgs_per_s) <(field "retr$k-dv" msgs_per_s) |
-        awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2 }')
-    printf '%-44s %s\n' "  ratio in each round" "$per_round"
+    round_ratios "retr$k-mr" "retr$k-dv"
 done
+if [[ "$ONE_CPU" == 1 ]]; then
+    a=$(med retr1cpu-mr msgs_per_s) b=$(med retr1cpu-dv msgs_per_s)
+    row "RETR msgs/s, no pipelining, one CPU" "$a" "$b" "$(ratio "$a" "$b")" ">= 2"
+    a=$(per "$(med retr1cpu-mr server_cpu_s)" $((MESSAGES * PASSES))) b=$(per "$(med retr1cpu-dv server_cpu_s)" $((MESSAGES * PASSES)))
+    row "  server CPU ms per message" "$a" "$b" "$(ratio "$a" "$b")" ""
+    round_ratios retr1cpu-mr retr1cpu-dv
+fi
 a=$(med sess-mr sessions_per_s) b=$(med sess-dv sessions_per_s)
 row "sessions/s" "$a" "$b" "$(ratio "$a" "$b")" ">= 5"
 a=$(med sess-mr p50_ms) b=$(med sess-dv p50_ms)

@@ -1,6 +1,7 @@
 //! Delivery into Maildirs and POP3 access to them.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
+use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -202,20 +203,34 @@ impl Drop for Undo {
 /// One message of an open maildrop.
 #[derive(Debug)]
 struct Listed {
-    /// Where it was when listed.
-    path: PathBuf,
-    /// Its base name (see [`names::NameInfo::base`]), to find it again if
-    /// another agent moves it from new/ to cur/ meanwhile.
-    base: Vec<u8>,
+    /// The subdirectory it was in when listed.
+    sub: &'static str,
+    /// Its name there. Only the name is kept (the path is built when
+    /// needed): a listing of 10,000 messages stays around a megabyte.
+    file_name: Box<[u8]>,
+    /// The length of its base name (see [`names::NameInfo::base`]), a
+    /// prefix of the name, to find it again if another agent moves it from
+    /// new/ to cur/ meanwhile.
+    base_len: usize,
     /// The same base under another name: a move between new/ and cur/
-    /// caught half-way (link, then unlink). Deleted together with `path`.
+    /// caught half-way (link, then unlink). Deleted together with it.
     twins: Vec<PathBuf>,
     /// Sort key: the name's leading seconds (unparsable last), then the
     /// file name.
     secs: u64,
-    file_name: Vec<u8>,
     /// From `,S=`, when the name carries it.
     size: Option<u64>,
+}
+
+impl Listed {
+    fn base(&self) -> &[u8] {
+        &self.file_name[..self.base_len]
+    }
+
+    /// Where it was when listed, in the maildir at `root`.
+    fn path(&self, root: &Path) -> PathBuf {
+        root.join(self.sub).join(OsStr::from_bytes(&self.file_name))
+    }
 }
 
 /// An open, locked maildrop.
@@ -264,14 +279,14 @@ pub(crate) fn open_maildrop(inner: Arc<Inner>, name: String) -> Result<MaildirDr
         let size = match entry.size {
             Some(size) => size,
             // No S= in the name (written by another agent): stat it once.
-            None => match fs::metadata(&entry.path) {
+            None => match fs::metadata(entry.path(&root)) {
                 Ok(meta) => meta.size(),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(StoreError::from_io(e)),
             },
         };
         infos.push(MessageInfo {
-            uid: names::uid(&entry.base),
+            uid: names::uid(entry.base()),
             size,
         });
         keep.push(entry);
@@ -300,8 +315,7 @@ fn open_once(inner: &Inner, name: &str) -> io::Result<(PathBuf, FileLock)> {
 /// Lists `new/` then `cur/` from names alone: no open, no stat (sizes come
 /// from `,S=`). Dotfiles are skipped (Maildir spec: readers ignore them).
 fn list(root: &Path) -> io::Result<Vec<Listed>> {
-    let mut out: Vec<Listed> = Vec::new();
-    let mut by_base: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut all: Vec<Listed> = Vec::new();
     for sub in [NEW, CUR] {
         for entry in fs::read_dir(root.join(sub))? {
             let entry = entry?;
@@ -311,20 +325,24 @@ fn list(root: &Path) -> io::Result<Vec<Listed>> {
                 continue;
             }
             let info = names::parse(bytes);
-            let path = entry.path();
-            if let Some(&i) = by_base.get(info.base) {
-                out[i].twins.push(path);
-                continue;
-            }
-            by_base.insert(info.base.to_vec(), out.len());
-            out.push(Listed {
-                base: info.base.to_vec(),
+            all.push(Listed {
+                sub,
+                base_len: info.base.len(),
                 secs: info.secs.unwrap_or(u64::MAX),
                 size: info.size,
-                file_name: bytes.to_vec(),
-                path,
+                file_name: bytes.into(),
                 twins: Vec::new(),
             });
+        }
+    }
+    // One message per base: the first listed (new/ before cur/; the sort
+    // is stable) stands for it, any other is its twin.
+    all.sort_by(|a, b| a.base().cmp(b.base()));
+    let mut out: Vec<Listed> = Vec::with_capacity(all.len());
+    for entry in all {
+        match out.last_mut() {
+            Some(kept) if kept.base() == entry.base() => kept.twins.push(entry.path(root)),
+            _ => out.push(entry),
         }
     }
     Ok(out)
@@ -427,7 +445,7 @@ impl Maildrop for MaildirDrop {
                 None => return Err(StoreError::NoSuchMessage),
             }
         } else {
-            match tokio::fs::File::open(&entry.path).await {
+            match tokio::fs::File::open(entry.path(&self.root)).await {
                 Ok(file) => return Ok(MessageBody::Stream(Box::new(file))),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StoreError::from_io(e)),
@@ -435,7 +453,7 @@ impl Maildrop for MaildirDrop {
         }
         // Moved (new/ → cur/, flags changed) by another agent, or deleted.
         let root = self.root.clone();
-        let base = entry.base.clone();
+        let base = entry.base().to_vec();
         let found = tokio::task::spawn_blocking(move || relocate(&root, &base))
             .await
             .map_err(join_error)?;
@@ -480,7 +498,7 @@ impl MaildirDrop {
             .iter()
             .filter_map(|&i| {
                 let entry = self.listed.get(i)?;
-                Some((i, entry.path.clone(), entry.size?))
+                Some((i, entry.path(&self.root), entry.size?))
             })
             .collect();
         tokio::task::spawn_blocking(move || {
@@ -508,11 +526,11 @@ impl MaildirDrop {
             let Some(entry) = self.listed.get(i) else {
                 continue;
             };
-            let primary = match fs::remove_file(&entry.path) {
+            let primary = match fs::remove_file(entry.path(&self.root)) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // Moved since listing: delete it under its new name. Gone
                     // altogether (another agent deleted it) is fine.
-                    match relocate(&self.root, &entry.base) {
+                    match relocate(&self.root, entry.base()) {
                         Some(path) => fs::remove_file(path),
                         None => Ok(()),
                     }

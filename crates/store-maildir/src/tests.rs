@@ -566,6 +566,40 @@ async fn reads_in_any_order_match_the_listing_even_when_files_move() {
 }
 
 #[tokio::test]
+async fn a_move_caught_half_way_lists_once_and_deletes_both_names() {
+    let (dir, store) = setup();
+    add(&store, "alice").await;
+    for body in ["one\r\n", "two\r\n", "three\r\n"] {
+        store
+            .deliver(&users(&["alice"]), &message(body))
+            .await
+            .unwrap();
+    }
+    // Another agent moving the second message to cur/ has linked it there
+    // and not yet unlinked it from new/.
+    let root = dir.path().join("mail/alice");
+    let second = names_in(&root.join("new"))[1].clone();
+    fs::hard_link(
+        root.join("new").join(&second),
+        root.join("cur").join(format!("{second}:2,S")),
+    )
+    .unwrap();
+    let drop = store.open_maildrop("alice").await.unwrap();
+    assert_eq!(drop.messages().len(), 3, "one message under two names");
+    let uids: std::collections::HashSet<&str> =
+        drop.messages().iter().map(|m| m.uid.as_str()).collect();
+    assert_eq!(uids.len(), 3);
+    let index = (0..3)
+        .find(|&i| second.starts_with(&drop.messages()[i].uid))
+        .unwrap();
+    let bytes = read(&*drop, index).await.unwrap();
+    assert!(bytes.ends_with(b"two\r\n"));
+    drop.commit(&[index]).await.unwrap();
+    assert_eq!(names_in(&root.join("new")).len(), 2);
+    assert!(names_in(&root.join("cur")).is_empty(), "the twin went too");
+}
+
+#[tokio::test]
 async fn the_maildrop_lock_is_exclusive_and_released() {
     let (dir, store) = setup();
     add(&store, "alice").await;
