@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use mailroom_store::{IncomingMessage, Maildrop, MessageBody, MessageInfo, StoreError};
-use rustix::fs::FlockOperation;
+use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::Inner;
@@ -237,13 +238,56 @@ impl Listed {
 pub(crate) struct MaildirDrop {
     inner: Arc<Inner>,
     root: PathBuf,
-    listed: Vec<Listed>,
+    /// Shared with the background reads, which open messages by name
+    /// relative to `dirs`.
+    listed: Arc<[Listed]>,
+    dirs: Arc<SubDirs>,
     infos: Vec<MessageInfo>,
     /// Held for the session; closing it releases the lock.
     lock: FileLock,
     ahead: Mutex<ReadAhead>,
     /// Messages being read in the background (see readahead.rs).
     prefetch: Mutex<Option<Prefetch>>,
+}
+
+/// new/ and cur/, open: a message is opened by its name in one of them, a
+/// one-component lookup instead of a walk of the maildir's whole path.
+struct SubDirs {
+    new: OwnedFd,
+    cur: OwnedFd,
+}
+
+impl SubDirs {
+    fn open(root: &Path) -> io::Result<SubDirs> {
+        let dir = |sub: &str| {
+            rustix::fs::open(
+                root.join(sub),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(io::Error::from)
+        };
+        Ok(SubDirs {
+            new: dir(NEW)?,
+            cur: dir(CUR)?,
+        })
+    }
+
+    /// Opens the message `entry` names, where it was listed.
+    fn open_message(&self, entry: &Listed) -> io::Result<fs::File> {
+        let dir = if entry.sub == NEW {
+            &self.new
+        } else {
+            &self.cur
+        };
+        let fd = rustix::fs::openat(
+            dir,
+            &*entry.file_name,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(fs::File::from(fd))
+    }
 }
 
 /// A background read of the messages at `indices`, in order.
@@ -291,10 +335,12 @@ pub(crate) fn open_maildrop(inner: Arc<Inner>, name: String) -> Result<MaildirDr
         });
         keep.push(entry);
     }
+    let dirs = Arc::new(SubDirs::open(&root).map_err(StoreError::from_io)?);
     Ok(MaildirDrop {
         inner,
         root,
-        listed: keep,
+        listed: keep.into(),
+        dirs,
         infos,
         lock,
         ahead: Mutex::new(ReadAhead::default()),
@@ -494,17 +540,20 @@ impl MaildirDrop {
     /// Reads the messages at `indices` whole, in order, in one trip to the
     /// blocking pool.
     fn read_whole(&self, indices: &[usize]) -> JoinHandle<Vec<(usize, io::Result<Vec<u8>>)>> {
-        let paths: Vec<(usize, PathBuf, u64)> = indices
-            .iter()
-            .filter_map(|&i| {
-                let entry = self.listed.get(i)?;
-                Some((i, entry.path(&self.root), entry.size?))
-            })
-            .collect();
+        let listed = Arc::clone(&self.listed);
+        let dirs = Arc::clone(&self.dirs);
+        let indices = indices.to_vec();
         tokio::task::spawn_blocking(move || {
-            paths
+            indices
                 .into_iter()
-                .map(|(i, path, size)| (i, read_sized(&path, size)))
+                .filter_map(|i| {
+                    let entry = listed.get(i)?;
+                    let size = entry.size?;
+                    Some((
+                        i,
+                        dirs.open_message(entry).and_then(|f| read_sized(f, size)),
+                    ))
+                })
                 .collect()
         })
     }
@@ -569,9 +618,8 @@ impl MaildirDrop {
 /// gives everything up to its end in one read), which saves the `statx` and
 /// the read that only sees the end in `fs::read`. Any other count means the
 /// name is wrong or the read was short: read on to the end.
-fn read_sized(path: &Path, size: u64) -> io::Result<Vec<u8>> {
+fn read_sized(mut file: fs::File, size: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut file = fs::File::open(path)?;
     let want = usize::try_from(size)
         .unwrap_or(usize::MAX)
         .saturating_add(1);
@@ -616,7 +664,11 @@ mod read_sized_tests {
         let content: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &content).unwrap();
         for claimed in [0, 1, 4999, 5000, 5001, 100_000] {
-            assert_eq!(read_sized(&path, claimed).unwrap(), content, "{claimed}");
+            assert_eq!(
+                read_sized(std::fs::File::open(&path).unwrap(), claimed).unwrap(),
+                content,
+                "{claimed}"
+            );
         }
     }
 }
