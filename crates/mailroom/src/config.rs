@@ -115,6 +115,9 @@ pub(crate) struct RawQueue {
     /// How long a claim on a queue entry lasts without renewal, e.g. "10m":
     /// how soon another node takes over the work of one that died.
     pub lease: Option<String>,
+    /// Ceiling on every wait for a receiving server's reply, e.g. "2m"
+    /// (default: RFC 5321's own timeouts, 2 to 10 minutes).
+    pub reply_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -411,6 +414,13 @@ impl Settings {
                 bail!("queue.lease: must be at least 1s");
             }
             mta.lease = lease;
+        }
+        if let Some(ceiling) = queue.reply_timeout {
+            let ceiling = parse_duration(&ceiling).context("queue.reply_timeout")?;
+            if ceiling.is_zero() {
+                bail!("queue.reply_timeout: must be at least 1s");
+            }
+            mta.reply_timeout = Some(ceiling);
         }
         let metrics = match args.metrics.clone().or(file.metrics.clone()) {
             None => None,

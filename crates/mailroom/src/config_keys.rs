@@ -295,6 +295,13 @@ pub(crate) const KEYS: &[Key] = &[
               died (PostgreSQL store, several nodes).",
     },
     Key {
+        path: "queue.reply_timeout",
+        value: Value::Unset { example: "\"2m\"" },
+        doc: "A ceiling on every wait for a receiving server (its greeting, each reply,\n\
+              each block of the message written). Default: RFC 5321's timeouts, 5 minutes\n\
+              for most replies, 10 after the end of data.",
+    },
+    Key {
         path: "mail_auth.verify",
         value: Value::Default("true"),
         doc: "Check SPF, DKIM and DMARC on mail arriving on the SMTP port from clients\n\

@@ -30,7 +30,7 @@ use mailroom_smtp_client::{
 use mailroom_store::{IncomingMessage, QueueEntry, QueueStore, QueuedRecipient, RecipientState};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
-use crate::client::{Connection, OpenError};
+use crate::client::{Connection, OpenError, Waits};
 use crate::config::MtaConfig;
 use crate::dsn::{self, Action, RecipientReport, Report, ReportKind, ReturnContent};
 use crate::local::{LocalDelivery, LocalDeliveryError};
@@ -465,7 +465,10 @@ impl Mta {
                 candidate.addr,
                 config.clone(),
                 self.tls.clone(),
-                live.config.connect_timeout,
+                Waits {
+                    connect: live.config.connect_timeout,
+                    reply: live.config.reply_timeout,
+                },
             )
             .await;
             match opened {

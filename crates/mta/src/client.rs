@@ -51,6 +51,16 @@ pub(crate) struct Connection {
     broken: bool,
     /// Transactions handed to this connection so far.
     transactions: usize,
+    /// Ceiling on the RFC 5321 timeouts (`MtaConfig::reply_timeout`).
+    reply_timeout: Option<Duration>,
+}
+
+/// How long a connection waits: for the TCP connect, and at most for any
+/// reply (see `MtaConfig`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waits {
+    pub(crate) connect: Duration,
+    pub(crate) reply: Option<Duration>,
 }
 
 impl Connection {
@@ -61,10 +71,10 @@ impl Connection {
         addr: SocketAddr,
         config: ClientConfig,
         tls: Arc<rustls::ClientConfig>,
-        connect_timeout: Duration,
+        waits: Waits,
     ) -> Result<Connection, OpenError> {
         let session = ClientSession::new(config)?;
-        let tcp = match timeout(connect_timeout, TcpStream::connect(addr)).await {
+        let tcp = match timeout(waits.connect, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(error)) => return Err(OpenError::Connect(error)),
             Err(_) => return Err(OpenError::ConnectTimeout),
@@ -80,6 +90,7 @@ impl Connection {
             read_buf: vec![0; READ_BUFFER],
             broken: false,
             transactions: 0,
+            reply_timeout: waits.reply,
         };
         let run = connection.drive(None).await;
         match run.failure {
@@ -214,7 +225,7 @@ impl Connection {
                 continue;
             }
             let wait = self.session.next_timeout();
-            let Some(limit) = wait.duration() else {
+            let Some(limit) = self.limit(wait) else {
                 // The session waits on us, yet we have nothing to give:
                 // only a bug of ours gets here. Drop the connection.
                 self.session.connection_lost();
@@ -234,6 +245,13 @@ impl Connection {
         }
     }
 
+    /// How long to wait now: the RFC 5321 timeout, under the configured
+    /// ceiling; `None` when nothing is awaited.
+    fn limit(&self, wait: ClientTimeout) -> Option<Duration> {
+        let rfc = wait.duration()?;
+        Some(self.reply_timeout.map_or(rfc, |ceiling| rfc.min(ceiling)))
+    }
+
     /// Writes what the session produced. A failure marks the connection
     /// broken; the next loop turn tells the session.
     async fn write_output(&mut self) {
@@ -241,8 +259,8 @@ impl Connection {
         if output.is_empty() || self.broken {
             return;
         }
-        let limit = ClientTimeout::Command
-            .duration()
+        let limit = self
+            .limit(ClientTimeout::Command)
             .unwrap_or(DATA_BLOCK_TIMEOUT);
         match timeout(limit, self.stream.write_all(&output)).await {
             Ok(Ok(())) => {}
@@ -270,7 +288,10 @@ impl Connection {
     }
 
     async fn write_block(&mut self, block: &[u8]) -> io::Result<()> {
-        match timeout(DATA_BLOCK_TIMEOUT, self.stream.write_all(block)).await {
+        let limit = self
+            .limit(ClientTimeout::DataBlock)
+            .unwrap_or(DATA_BLOCK_TIMEOUT);
+        match timeout(limit, self.stream.write_all(block)).await {
             Ok(result) => result,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -290,8 +311,8 @@ impl Connection {
         let name = ServerName::try_from(self.host.clone())
             .unwrap_or_else(|_| ServerName::IpAddress(self.addr.ip().into()));
         let connector = TlsConnector::from(self.tls.clone());
-        let limit = ClientTimeout::Command
-            .duration()
+        let limit = self
+            .limit(ClientTimeout::Command)
             .unwrap_or(DATA_BLOCK_TIMEOUT);
         match timeout(limit, connector.connect(name, tcp)).await {
             Ok(Ok(tls)) => {

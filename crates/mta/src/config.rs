@@ -48,6 +48,13 @@ pub struct MtaConfig {
     /// How long a TCP connect may take before the next address is tried.
     /// Default: 30 seconds, Postfix's `smtp_connect_timeout`.
     pub connect_timeout: Duration,
+    /// A ceiling on every RFC 5321 §4.5.3.2 timeout (greeting, MAIL, RCPT,
+    /// DATA, each data block, the reply to the final dot, other commands
+    /// and the TLS handshake). Default: `None`, the RFC's own values (5
+    /// minutes; 2 for the 354, 3 per data block, 10 after the dot), which a
+    /// receiver may rely on; a lower ceiling frees a worker stuck on a
+    /// stalled receiver sooner (`[queue] reply_timeout`).
+    pub reply_timeout: Option<Duration>,
     /// How often the queue is polled for due entries when nobody calls
     /// [`crate::Mta::notify`]. Default: 1 second.
     pub poll_interval: Duration,
@@ -81,6 +88,7 @@ impl Default for MtaConfig {
             max_connections_per_destination: 10,
             max_workers: 50,
             connect_timeout: Duration::from_secs(30),
+            reply_timeout: None,
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(10 * 60),
             idle_timeout: Duration::from_secs(5),
