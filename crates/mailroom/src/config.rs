@@ -83,6 +83,8 @@ pub(crate) struct RawSmtp {
     pub command_timeout: Option<u64>,
     /// Seconds to wait for the next block of message data (§4.5.3.2.5).
     pub data_timeout: Option<u64>,
+    /// Slowest message data accepted, octets per second (0: no minimum).
+    pub min_data_rate: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -309,6 +311,9 @@ impl Settings {
         }
         if let Some(v) = smtp.data_timeout {
             server.data_timeout = Duration::from_secs(v.max(1));
+        }
+        if let Some(v) = smtp.min_data_rate {
+            server.min_data_rate = v;
         }
         let pop3 = raw.pop3.unwrap_or_default();
         if let Some(v) = pop3.timeout {

@@ -230,6 +230,13 @@ pub(crate) const KEYS: &[Key] = &[
               (RFC 5321 §4.5.3.2.5: 180).",
     },
     Key {
+        path: "smtp.min_data_rate",
+        value: Value::Default("500"),
+        doc: "Slowest message data accepted, octets per second over the whole message\n\
+              (each block received buys time at this rate, at most data_timeout ahead);\n\
+              slower clients get 421 4.4.2. 0: only data_timeout per block.",
+    },
+    Key {
         path: "pop3.timeout",
         value: Value::Default("600"),
         doc: "Seconds of inactivity before autologout (RFC 1939 §3: at least 600).",

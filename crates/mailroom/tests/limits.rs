@@ -131,6 +131,78 @@ fn slowloris_is_cut_off_by_the_command_timeout() {
     patient.quit();
 }
 
+/// Message data trickled in blocks that each come within `data_timeout`,
+/// but below `min_data_rate` over the message: cut off with 421 4.4.2
+/// soon after `data_timeout`; data above the rate is received in full
+/// even when the whole message takes longer than `data_timeout`.
+#[test]
+fn message_data_below_the_minimum_rate_is_cut_off() {
+    let env = Env::with(
+        "slow-data",
+        ServerOptions::default()
+            .config("[smtp]\ncommand_timeout = 10\ndata_timeout = 2\nmin_data_rate = 500\n"),
+    );
+    let open_data = || {
+        let mut smtp = env.connect();
+        smtp.ehlo("slow.remote.test");
+        smtp.ok("MAIL FROM:<sender@remote.test>", 250);
+        smtp.ok("RCPT TO:<alice@example.test>", 250);
+        smtp.ok("DATA", 354);
+        smtp
+    };
+
+    // 20 octets every 300 ms (~67 octets/s): each block well within 2 s.
+    let mut slow = open_data();
+    slow.send(b"Subject: slow\r\n\r\n");
+    slow.set_read_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let (reply, cut_after) = loop {
+        if slow.try_send(b"0123456789abcdefghi\n").is_err() {
+            panic!("closed without a reply after {:?}", started.elapsed());
+        }
+        // Waits up to 300 ms for the server's verdict.
+        match slow.try_read_reply() {
+            Ok(Some(reply)) => break (reply, started.elapsed()),
+            Ok(None) => panic!("closed without a reply after {:?}", started.elapsed()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e} after {:?}", started.elapsed()),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "data at ~67 octets/s was never cut off"
+        );
+    };
+    assert_eq!(reply.code, 421, "{reply:?}");
+    assert_eq!(reply.enhanced(), Some("4.4.2"), "{reply:?}");
+    assert!(
+        cut_after >= Duration::from_millis(1800) && cut_after < Duration::from_secs(8),
+        "data_timeout = 2 s at ~67 octets/s, but cut off after {cut_after:?}"
+    );
+    assert!(
+        env.messages("alice").is_empty(),
+        "a cut-off message was delivered"
+    );
+
+    // 8000 octets every 300 ms (~27 KB/s) for 3.6 s: longer than data_timeout
+    // in all, but above the rate.
+    let mut steady = open_data();
+    steady.send(b"Subject: steady\r\n\r\n");
+    let line = format!("{}\r\n", "x".repeat(998));
+    for _ in 0..12 {
+        steady.send(line.repeat(8).as_bytes());
+        thread::sleep(Duration::from_millis(300));
+    }
+    steady.send(b".\r\n");
+    let reply = steady.read_reply();
+    assert_eq!(reply.code, 250, "{reply:?}");
+    steady.ok("QUIT", 221);
+    assert_eq!(env.messages("alice").len(), 1);
+}
+
 // ---------------------------------------------------------------------------
 // A million recipients
 

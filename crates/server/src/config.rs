@@ -60,6 +60,11 @@ pub struct ServerConfig {
     pub command_timeout: Duration,
     /// How long the SMTP server waits for the next chunk of message data.
     pub data_timeout: Duration,
+    /// The slowest message data (octets per second) the SMTP server
+    /// accepts over the whole message: each block received extends the
+    /// message's deadline by its size at this rate, never past
+    /// `data_timeout` from now. 0: only the per-block timeout applies.
+    pub min_data_rate: u64,
     /// POP3 inactivity autologout.
     pub pop3_timeout: Duration,
     /// Connections open at once, all services together.
@@ -101,6 +106,9 @@ impl Default for ServerConfig {
             command_timeout: Duration::from_secs(300),
             // RFC 5321 §4.5.3.2.5: 3 minutes per data block.
             data_timeout: Duration::from_secs(180),
+            // Postfix's smtpd_min_data_rate: a client trickling a byte per
+            // block timeout cannot hold a connection for days.
+            min_data_rate: 500,
             // RFC 1939 §3: the autologout timer is at least 10 minutes.
             pop3_timeout: Duration::from_secs(600),
             max_connections: 4096,

@@ -96,6 +96,11 @@ async fn session(
     // (slowloris) must not keep its slot forever. The clock starts when the
     // server begins to wait and restarts when a reply goes out.
     let mut command_deadline: Option<tokio::time::Instant> = None;
+    // The same for message data, with a minimum rate: each block must come
+    // within data_timeout (§4.5.3.2.5), and the whole message may take
+    // only as long as its size at min_data_rate buys (a client trickling a
+    // byte per block timeout would otherwise hold its slot for days).
+    let mut data_deadline: Option<tokio::time::Instant> = None;
     loop {
         while let Some(event) = session.poll_event() {
             driver.handle(&mut session, event).await;
@@ -108,6 +113,7 @@ async fn session(
             count_replies(&out);
             stream.write_all(&out, io_timeout).await?;
             command_deadline = None;
+            data_deadline = None;
         }
         if driver.start_tls {
             driver.start_tls = false;
@@ -140,15 +146,28 @@ async fn session(
                 let deadline = *command_deadline.get_or_insert(now + settings.command_timeout);
                 deadline.saturating_duration_since(now)
             }
-            // §4.5.3.2.5: the data block timeout is per block received.
-            Timeout::DataBlock => settings.data_timeout,
+            Timeout::DataBlock if settings.min_data_rate == 0 => settings.data_timeout,
+            Timeout::DataBlock => {
+                let now = tokio::time::Instant::now();
+                let deadline = *data_deadline.get_or_insert(now + settings.data_timeout);
+                deadline.saturating_duration_since(now)
+            }
         };
         let input = tokio::select! {
             input = stream.read_some(timeout) => input?,
             _ = shutdown.triggered(), if !session.in_data() => continue,
         };
         match input {
-            Input::Data(bytes) => session.handle_input(&bytes),
+            Input::Data(bytes) => {
+                if let Some(deadline) = data_deadline.as_mut() {
+                    let now = tokio::time::Instant::now();
+                    let earned = std::time::Duration::from_secs_f64(
+                        bytes.len() as f64 / settings.min_data_rate.max(1) as f64,
+                    );
+                    *deadline = (*deadline + earned).min(now + settings.data_timeout);
+                }
+                session.handle_input(&bytes);
+            }
             Input::Closed => break,
             Input::TimedOut => {
                 tracing::info!("timeout");
