@@ -9,6 +9,9 @@ use crate::maildrop::{Maildrop, MessageEntry, wire_uid};
 use crate::response::{Response, Status, write_data_line, write_terminator};
 use crate::sasl::{decode_base64, parse_plain};
 
+/// Output buffer capacity the session keeps between responses.
+const KEPT_OUTPUT: usize = 4096;
+
 /// The settings of one session. The driver builds it per connection: the
 /// greeting timestamp and whether the connection is TLS or trusted differ
 /// from one connection to the next.
@@ -250,12 +253,14 @@ impl ServerSession {
     }
 
     /// Appends the responses queued so far to `out`, like
-    /// [`ServerSession::take_output`] without allocating a buffer per call.
+    /// [`ServerSession::take_output`] without allocating a buffer per call:
+    /// the session keeps its own buffer unless a large response (a long
+    /// LIST or UIDL) grew it.
     pub fn append_output(&mut self, out: &mut Vec<u8>) {
-        if out.is_empty() {
-            std::mem::swap(out, &mut self.output);
-        } else {
-            out.append(&mut self.output);
+        out.extend_from_slice(&self.output);
+        self.output.clear();
+        if self.output.capacity() > KEPT_OUTPUT {
+            self.output = Vec::new();
         }
     }
 

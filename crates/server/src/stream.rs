@@ -12,6 +12,16 @@ use tokio_rustls::server::TlsStream;
 
 use crate::io::{Input, READ_CHUNK, read_some};
 
+/// The outcome of [`Stream::read_into`].
+pub(crate) enum Read {
+    /// This many bytes arrived.
+    Data(usize),
+    /// The client closed the connection.
+    Closed,
+    /// Nothing arrived within the timeout.
+    TimedOut,
+}
+
 /// Plain TCP or TLS over TCP.
 pub(crate) enum Stream {
     Plain(TcpStream),
@@ -39,6 +49,36 @@ impl Stream {
                 }
             }
             Stream::Upgrading => Ok(Input::Closed),
+        }
+    }
+
+    /// Waits up to `timeout` for bytes and reads them into `buf`, for a
+    /// driver that keeps a small buffer of its own (POP3 commands are
+    /// short lines): no allocation per read.
+    pub(crate) async fn read_into(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> io::Result<Read> {
+        let read = async {
+            match self {
+                Stream::Plain(tcp) => loop {
+                    tcp.readable().await?;
+                    match tcp.try_read(buf) {
+                        // A spurious readiness: wait again.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        other => break other,
+                    }
+                },
+                Stream::Tls(tls) => tls.read(buf).await,
+                Stream::Upgrading => Ok(0),
+            }
+        };
+        match tokio::time::timeout(timeout, read).await {
+            Err(_) => Ok(Read::TimedOut),
+            Ok(Ok(0)) => Ok(Read::Closed),
+            Ok(Ok(n)) => Ok(Read::Data(n)),
+            Ok(Err(e)) => Err(e),
         }
     }
 

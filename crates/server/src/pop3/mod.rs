@@ -19,10 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::accept::accept_loop;
 use crate::auth::{self, Proof, Verdict};
 use crate::config::ListenerKind;
-use crate::io::Input;
 use crate::limits::ConnectionSlot;
 use crate::sasl;
-use crate::stream::Stream;
+use crate::stream::{Read, Stream};
 use crate::{Context, Shutdown};
 
 /// Accepts POP3 connections on `listener` until `shutdown` fires.
@@ -81,6 +80,10 @@ async fn session(
     // Output not yet written: flushed before the driver waits for input, or
     // earlier once it reaches FLUSH_AT.
     let mut pending: Vec<u8> = Vec::new();
+    // Commands are short lines (RFC 2449 §4: 255 octets; AUTH responses a
+    // little more): a small buffer in the session itself, read into
+    // directly. Pipelined input longer than this takes more reads.
+    let mut inbuf = [0u8; 2048];
     loop {
         let mut start_tls = false;
         while let Some(event) = session.poll_event() {
@@ -166,10 +169,13 @@ async fn session(
         }
         session.append_output(&mut pending);
         if !pending.is_empty() {
-            // Taken, not cleared: an idle session keeps no large buffer.
-            stream
-                .write_all(&std::mem::take(&mut pending), io_timeout)
-                .await?;
+            stream.write_all(&pending, io_timeout).await?;
+            pending.clear();
+            // Kept for the next reply when small; an idle session keeps no
+            // large buffer.
+            if pending.capacity() > KEPT_PENDING {
+                pending = Vec::new();
+            }
         }
         if start_tls {
             let Some(tls) = &ctx.tls else { break };
@@ -189,7 +195,7 @@ async fn session(
             break;
         }
         let input = tokio::select! {
-            input = stream.read_some(io_timeout) => input?,
+            input = stream.read_into(&mut inbuf, io_timeout) => input?,
             _ = shutdown.triggered() => {
                 // RFC 1939 has no shutdown reply code; closing without UPDATE
                 // deletes nothing.
@@ -200,9 +206,9 @@ async fn session(
             }
         };
         match input {
-            Input::Data(bytes) => session.handle_input(&bytes),
-            Input::Closed => break,
-            Input::TimedOut => session.timed_out(),
+            Read::Data(n) => session.handle_input(&inbuf[..n]),
+            Read::Closed => break,
+            Read::TimedOut => session.timed_out(),
         }
     }
     stream.close().await;
@@ -211,6 +217,9 @@ async fn session(
 
 /// Output is written once this much is pending.
 const FLUSH_AT: usize = 32 * 1024;
+/// Output buffer capacity a session keeps between replies (a small
+/// message and its status line fit).
+const KEPT_PENDING: usize = 8 * 1024;
 
 /// Appends one message, byte-stuffed (RFC 1939 §3), with the terminating
 /// ".CRLF", to `out`, writing whenever [`FLUSH_AT`] octets are pending; for
