@@ -24,6 +24,7 @@ pub(crate) struct RawConfig {
     pub domains: Option<Vec<String>>,
     pub data_dir: Option<PathBuf>,
     pub store: Option<String>,
+    pub store_pool_size: Option<u32>,
     pub postmaster: Option<String>,
     pub run_as: Option<String>,
     pub trusted_networks: Option<Vec<IpNet>>,
@@ -213,6 +214,8 @@ pub(crate) struct Settings {
     pub server: ServerConfig,
     pub listen: Vec<(mailroom_server::ListenerKind, SocketAddr)>,
     pub run_as: Option<String>,
+    /// Connections `serve` keeps to PostgreSQL. Default: the store's (20).
+    pub store_pool_size: u32,
     /// Certificate and key paths from the config (`None`: the data dir's
     /// generated pair).
     pub tls_cert: Option<PathBuf>,
@@ -468,10 +471,16 @@ impl Settings {
         if tls.cert.is_some() != tls.key.is_some() {
             bail!("tls.cert and tls.key go together: set both or neither");
         }
+        if raw.store_pool_size == Some(0) {
+            bail!("store_pool_size: must be at least 1");
+        }
         Ok(Settings {
             server,
             listen,
             run_as: raw.run_as,
+            store_pool_size: raw
+                .store_pool_size
+                .unwrap_or(mailroom_store_postgres::PgOptions::default().max_connections),
             tls_cert: tls.cert,
             tls_key: tls.key,
             mta,

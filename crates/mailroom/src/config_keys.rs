@@ -115,6 +115,12 @@ pub(crate) const KEYS: &[Key] = &[
               or \"postgres://user@host/db\" (shared by many nodes).",
     },
     Key {
+        path: "store_pool_size",
+        value: Value::Default("20"),
+        doc: "Connections each `serve` node keeps to PostgreSQL (ignored for maildir:).\n\
+              Mind the server's max_connections (100 by default) across all nodes.",
+    },
+    Key {
         path: "postmaster",
         value: Value::Unset {
             example: "\"alice\"",

@@ -26,6 +26,7 @@ pub(crate) struct Fixed {
     run_as: Option<String>,
     pub data_dir: PathBuf,
     store_url: String,
+    store_pool_size: u32,
     max_workers: usize,
 }
 
@@ -37,6 +38,7 @@ impl Fixed {
             run_as: settings.run_as.clone(),
             data_dir: data_dir.to_path_buf(),
             store_url: store_url.to_string(),
+            store_pool_size: settings.store_pool_size,
             max_workers: settings.mta.max_workers,
         }
     }
@@ -66,6 +68,9 @@ impl Fixed {
         }
         if self.store_url != new.store_url {
             keys.push("store".into());
+        }
+        if self.store_pool_size != new.store_pool_size {
+            keys.push("store_pool_size".into());
         }
         if self.run_as != new.run_as {
             keys.push("run_as".into());

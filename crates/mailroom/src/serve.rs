@@ -138,7 +138,13 @@ async fn serve(
     if let Some(run_as) = &run_as {
         run_as.drop_to(data_dir)?;
     }
-    let stores = crate::stores::open(store_url, data_dir, &hostname).await?;
+    let stores = crate::stores::open_with(
+        store_url,
+        data_dir,
+        &hostname,
+        Some(settings.store_pool_size),
+    )
+    .await?;
     let dkim = match file_keys {
         Some(signer) => signer,
         None if settings.mail_auth.sign => crate::dkim::load_signer(stores.dkim.as_ref()).await?,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use mailroom_store::{DkimKeyStore, MailStore, QueueStore, UserDb};
 use mailroom_store_maildir::{MaildirDkimKeys, MaildirQueue, MaildirStore};
-use mailroom_store_postgres::PgStore;
+use mailroom_store_postgres::{PgOptions, PgStore};
 
 /// The store handles every agent works through.
 pub(crate) struct Stores {
@@ -26,8 +26,23 @@ pub(crate) fn is_postgres(url: &str) -> bool {
 
 /// Opens every handle of the store at `url`.
 pub(crate) async fn open(url: &str, data_dir: &Path, hostname: &str) -> anyhow::Result<Stores> {
+    open_with(url, data_dir, hostname, None).await
+}
+
+/// [`open`], with `pool_size` connections to PostgreSQL (`None`: the
+/// store's default) for `serve`.
+pub(crate) async fn open_with(
+    url: &str,
+    data_dir: &Path,
+    hostname: &str,
+    pool_size: Option<u32>,
+) -> anyhow::Result<Stores> {
     if is_postgres(url) {
-        let store = PgStore::connect(url).await?;
+        let mut options = PgOptions::default();
+        if let Some(size) = pool_size {
+            options = options.max_connections(size);
+        }
+        let store = PgStore::connect_with(url, options).await?;
         let (mail, users, queue) = store.handles();
         return Ok(Stores {
             mail,

@@ -487,3 +487,89 @@ fn dkim_keys_are_shared_through_the_database() {
         "{line}"
     );
 }
+
+/// `store_pool_size` bounds the connections a node keeps to PostgreSQL:
+/// with 2, ten clients delivering at once never see more than 2 of the
+/// node's connections in `pg_stat_activity` (with 20, 17 were seen).
+#[test]
+fn store_pool_size_bounds_a_nodes_database_connections() {
+    let Some(db) = Database::create("pool") else {
+        return;
+    };
+    let dir = TestDir::new("pool-node");
+    let out = mailroom(
+        &dir.data_dir(),
+        &[
+            "--store",
+            &db.url,
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let opts = ServerOptions {
+        users: Vec::new(),
+        extra_args: vec!["--store".into(), db.url.clone()],
+        ..ServerOptions::default()
+    }
+    .config("store_pool_size = 2\n");
+    let server = Server::start(&dir, &opts);
+    let addr = server.smtp();
+    let sending = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (url, name, sending) = (db.url.clone(), db.name.clone(), sending.clone());
+        std::thread::spawn(move || {
+            let mut most = 0usize;
+            while sending.load(std::sync::atomic::Ordering::Relaxed) {
+                let open: usize = psql_value(
+                    &url,
+                    &format!(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                    ),
+                )
+                .parse()
+                .unwrap();
+                most = most.max(open);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            most
+        })
+    };
+    let clients: Vec<_> = (0..10)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut smtp = common::Smtp::connect(addr);
+                assert_eq!(smtp.read_reply().code, 220);
+                smtp.ok("EHLO client.example", 250);
+                for n in 0..20 {
+                    let reply = smtp.send_mail(
+                        "sender@remote.test",
+                        &["alice@example.test"],
+                        &simple_message(&format!("pool {c} {n}"), "pooled"),
+                    );
+                    assert_eq!(reply.code, 250, "{reply}");
+                }
+                smtp.ok("QUIT", 221);
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    sending.store(false, std::sync::atomic::Ordering::Relaxed);
+    let most = watcher.join().unwrap();
+    assert!(
+        (1..=2).contains(&most),
+        "store_pool_size = 2, but the node had {most} connections open"
+    );
+    let stored = psql_value(&db.url, "SELECT count(*) FROM messages");
+    assert_eq!(stored, "200");
+}
