@@ -368,8 +368,8 @@ pub(crate) const KEYS: &[Key] = &[
             example: "\"/etc/mailroom/cert.pem\"",
         },
         doc: "PEM certificate chain. Default: DATA_DIR/tls/cert.pem, generated\n\
-              self-signed for the hostname on first start. SIGHUP reloads it.\n\
-              Set cert and key together.",
+              self-signed for the hostname on first start (and again when the hostname\n\
+              changes). SIGHUP reloads it. Set cert and key together.",
     },
     Key {
         path: "tls.key",

@@ -307,7 +307,9 @@ fn load_tls(settings: &Settings, data_dir: &Path) -> anyhow::Result<TlsHandle> {
 }
 
 /// The certificate and key files to use: the configured pair, or the data
-/// dir's self-signed one (generated for `hostname` when missing).
+/// dir's self-signed one, generated for `hostname` when missing or when it
+/// was generated for another name (`tls/cert.hostname` records which; a
+/// pair put there by hand has no record and is left alone).
 pub(crate) fn tls_files_for(
     cert: Option<&Path>,
     key: Option<&Path>,
@@ -319,9 +321,13 @@ pub(crate) fn tls_files_for(
         _ => {
             let dir = data_dir.join("tls");
             let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-            if !cert.exists() || !key.exists() {
+            let made_for = std::fs::read_to_string(dir.join(GENERATED_FOR)).ok();
+            let renamed = made_for
+                .as_deref()
+                .is_some_and(|name| name.trim() != hostname);
+            if !cert.exists() || !key.exists() || renamed {
                 generate_self_signed(hostname, &dir, &cert, &key)?;
-                tracing::info!(cert = %cert.display(), "generated a self-signed certificate");
+                tracing::info!(cert = %cert.display(), %hostname, "generated a self-signed certificate");
             }
             (cert, key)
         }
@@ -354,8 +360,12 @@ fn generate_self_signed(hostname: &str, dir: &Path, cert: &Path, key: &Path) -> 
     };
     write(key, certified.signing_key.serialize_pem(), 0o600)?;
     write(cert, certified.cert.pem(), 0o644)?;
+    write(&dir.join(GENERATED_FOR), format!("{hostname}\n"), 0o644)?;
     Ok(())
 }
+
+/// Next to a generated certificate: the hostname it was made for.
+const GENERATED_FOR: &str = "cert.hostname";
 
 /// Pending connections the kernel may queue per listener (capped by
 /// net.core.somaxconn). The usual default of 128 overflows under a

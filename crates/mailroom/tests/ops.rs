@@ -451,6 +451,67 @@ fn sighup_reloads_the_certificate() {
     }
 }
 
+/// SHA-256 of the certificate the smtps listener presents now.
+fn presented_fingerprint(addr: std::net::SocketAddr) -> String {
+    let script = format!(
+        "import ssl,socket,hashlib\nctx=ssl.create_default_context()\nctx.check_hostname=False\n\
+         ctx.verify_mode=ssl.CERT_NONE\ns=ctx.wrap_socket(socket.create_connection(('{}',{})))\n\
+         print(hashlib.sha256(s.getpeercert(True)).hexdigest())",
+        addr.ip(),
+        addr.port()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The generated self-signed certificate follows the hostname: one made
+/// for another name (as after a hostname change) is made again, on SIGHUP
+/// as at start; one made for this name is kept.
+#[test]
+fn a_generated_certificate_is_made_again_for_a_new_hostname() {
+    let dir = TestDir::new("cert-hostname");
+    let opts = ServerOptions {
+        listeners: vec!["smtp", "smtps"],
+        ..ServerOptions::default()
+    };
+    let server = common::Server::start(&dir, &opts);
+    let addr = server.addr("smtps");
+    let stamp = dir.data_dir().join("tls/cert.hostname");
+    assert_eq!(
+        std::fs::read_to_string(&stamp).unwrap().trim(),
+        common::HOSTNAME
+    );
+    let first = presented_fingerprint(addr);
+    // Same hostname: SIGHUP keeps the certificate.
+    sighup(&server);
+    wait_for_log(&server, "SIGHUP: TLS certificate reloaded", 1);
+    assert_eq!(presented_fingerprint(addr), first, "regenerated needlessly");
+    // Made for another name: SIGHUP makes a new one for this one.
+    std::fs::write(&stamp, "old-name.example\n").unwrap();
+    sighup(&server);
+    wait_for_log(&server, "SIGHUP: TLS certificate reloaded", 2);
+    assert_ne!(
+        presented_fingerprint(addr),
+        first,
+        "still the old certificate"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&stamp).unwrap().trim(),
+        common::HOSTNAME
+    );
+    assert!(
+        server
+            .stderr()
+            .contains("generated a self-signed certificate"),
+        "{}",
+        server.stderr()
+    );
+}
+
 #[test]
 fn man_pages_and_completions_come_from_the_command_line_definitions() {
     let dir = TestDir::new("generate");
