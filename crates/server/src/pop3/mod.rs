@@ -61,9 +61,7 @@ async fn session(
     let mut stream = Stream::Plain(stream);
     if kind == ListenerKind::Pop3s {
         let Some(tls) = &ctx.tls else { return Ok(()) };
-        stream
-            .upgrade(tls.acceptor(), settings.command_timeout)
-            .await?;
+        Box::pin(stream.upgrade(tls.acceptor(), settings.command_timeout)).await?;
     }
     let timestamp = greeting_timestamp(&settings.hostname);
     let config = SessionConfig {
@@ -98,7 +96,9 @@ async fn session(
                             digest,
                         },
                     };
-                    match login(&ctx, peer, &user, proof).await {
+                    // Boxed, like the TLS handshakes: large futures that
+                    // would otherwise size every connection's task.
+                    match Box::pin(login(&ctx, peer, &user, proof)).await {
                         Ok(drop) => {
                             let listing = drop
                                 .messages()
@@ -180,9 +180,8 @@ async fn session(
         if start_tls {
             let Some(tls) = &ctx.tls else { break };
             // RFC 2595 §4: the session dropped any input pipelined after STLS.
-            if let Err(err) = stream
-                .upgrade(tls.acceptor(), settings.command_timeout)
-                .await
+            if let Err(err) =
+                Box::pin(stream.upgrade(tls.acceptor(), settings.command_timeout)).await
             {
                 tracing::info!(error = %err, "TLS handshake failed");
                 break;

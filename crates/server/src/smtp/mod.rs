@@ -74,7 +74,7 @@ async fn session(
     if kind == ListenerKind::Smtps {
         // RFC 8314 §3: implicit TLS starts with the handshake.
         let Some(tls) = &ctx.tls else { return Ok(()) };
-        stream.upgrade(tls.acceptor(), io_timeout).await?;
+        Box::pin(stream.upgrade(tls.acceptor(), io_timeout)).await?;
     }
     let cram_md5 = ctx.cram_md5_offered().await;
     let config = session_config(&ctx, &settings, kind, peer, cram_md5);
@@ -103,7 +103,10 @@ async fn session(
     let mut data_deadline: Option<tokio::time::Instant> = None;
     loop {
         while let Some(event) = session.poll_event() {
-            driver.handle(&mut session, event).await;
+            // Boxed: the futures of a delivery, AUTH or a TLS handshake
+            // are large, and live only while they run; unboxed they would
+            // size every connection's task, idle ones included.
+            Box::pin(driver.handle(&mut session, event)).await;
             if driver.start_tls {
                 break;
             }
@@ -120,7 +123,7 @@ async fn session(
             let Some(tls) = &ctx.tls else { break };
             // RFC 3207 §4.2: the session already dropped anything pipelined
             // after STARTTLS; the handshake starts on a clean stream.
-            if let Err(err) = stream.upgrade(tls.acceptor(), io_timeout).await {
+            if let Err(err) = Box::pin(stream.upgrade(tls.acceptor(), io_timeout)).await {
                 tracing::info!(error = %err, "TLS handshake failed");
                 break;
             }
