@@ -14,12 +14,12 @@ use std::time::{Duration, SystemTime};
 use mailroom_store::{IncomingMessage, Maildrop, MessageBody, MessageInfo, StoreError};
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
+use tokio::task::JoinHandle;
 
 use crate::Inner;
 use crate::fsutil::{FileLock, mkdir, sync_dir};
 use crate::names;
 use crate::readahead::ReadAhead;
-use tokio::task::JoinHandle;
 
 /// Maildirs known to exist durably in this process (see [`Maildirs::ensure`]).
 pub(crate) struct Maildirs {
@@ -273,7 +273,8 @@ impl SubDirs {
         })
     }
 
-    /// Opens the message `entry` names, where it was listed.
+    /// Opens the message `entry` names, where it was listed (not following
+    /// a symbolic link, see [`open_nofollow`]).
     fn open_message(&self, entry: &Listed) -> io::Result<fs::File> {
         let dir = if entry.sub == NEW {
             &self.new
@@ -283,11 +284,23 @@ impl SubDirs {
         let fd = rustix::fs::openat(
             dir,
             &*entry.file_name,
-            OFlags::RDONLY | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
             Mode::empty(),
         )?;
         Ok(fs::File::from(fd))
     }
+}
+
+/// Opens a message file for reading. Messages are regular files: a
+/// symbolic link in a maildir is not followed (it could point at anything
+/// the server may read), the open fails instead.
+fn open_nofollow(path: &Path) -> io::Result<fs::File> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?;
+    Ok(fs::File::from(fd))
 }
 
 /// A background read of the messages at `indices`, in order.
@@ -491,8 +504,16 @@ impl Maildrop for MaildirDrop {
                 None => return Err(StoreError::NoSuchMessage),
             }
         } else {
-            match tokio::fs::File::open(entry.path(&self.root)).await {
-                Ok(file) => return Ok(MessageBody::Stream(Box::new(file))),
+            let (listed, dirs) = (Arc::clone(&self.listed), Arc::clone(&self.dirs));
+            let opened = tokio::task::spawn_blocking(move || dirs.open_message(&listed[index]))
+                .await
+                .map_err(join_error)?;
+            match opened {
+                Ok(file) => {
+                    return Ok(MessageBody::Stream(Box::new(tokio::fs::File::from_std(
+                        file,
+                    ))));
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StoreError::from_io(e)),
             }
@@ -504,8 +525,13 @@ impl Maildrop for MaildirDrop {
             .await
             .map_err(join_error)?;
         let path = found.ok_or(StoreError::NoSuchMessage)?;
-        match tokio::fs::File::open(&path).await {
-            Ok(file) => Ok(MessageBody::Stream(Box::new(file))),
+        let opened = tokio::task::spawn_blocking(move || open_nofollow(&path))
+            .await
+            .map_err(join_error)?;
+        match opened {
+            Ok(file) => Ok(MessageBody::Stream(Box::new(tokio::fs::File::from_std(
+                file,
+            )))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NoSuchMessage),
             Err(e) => Err(StoreError::from_io(e)),
         }

@@ -600,6 +600,37 @@ async fn a_move_caught_half_way_lists_once_and_deletes_both_names() {
 }
 
 #[tokio::test]
+async fn a_symbolic_link_in_a_maildir_is_not_followed() {
+    let (dir, store) = setup();
+    add(&store, "alice").await;
+    store
+        .deliver(&users(&["alice"]), &message("real\r\n"))
+        .await
+        .unwrap();
+    let secret = dir.path().join("secret");
+    fs::write(&secret, b"not mail\r\n").unwrap();
+    // One link named as a small message (read whole), one as a big one
+    // (streamed): neither may hand out what it points at.
+    let new = dir.path().join("mail/alice/new");
+    std::os::unix::fs::symlink(&secret, new.join("1.link,S=10")).unwrap();
+    std::os::unix::fs::symlink(&secret, new.join("2.link,S=900000000")).unwrap();
+    let drop = store.open_maildrop("alice").await.unwrap();
+    assert_eq!(drop.messages().len(), 3);
+    let mut readable = 0;
+    for i in 0..3 {
+        match read(&*drop, i).await {
+            Ok(bytes) => {
+                assert!(bytes.ends_with(b"real\r\n"), "message {i}: {bytes:?}");
+                readable += 1;
+            }
+            Err(StoreError::NoSuchMessage) => panic!("message {i}: reported as gone"),
+            Err(_) => {}
+        }
+    }
+    assert_eq!(readable, 1, "only the delivered message reads");
+}
+
+#[tokio::test]
 async fn the_maildrop_lock_is_exclusive_and_released() {
     let (dir, store) = setup();
     add(&store, "alice").await;
