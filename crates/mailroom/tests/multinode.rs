@@ -64,6 +64,20 @@ fn psql(url: &str, sql: &str) {
     );
 }
 
+/// Adds the user alice (password [`PASSWORD`]) to the database at `url`.
+fn add_alice(dir: &TestDir, url: &str) {
+    let out = mailroom(
+        &dir.data_dir(),
+        &["--store", url, "user", "add", "alice", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn node(dir: &TestDir, url: &str) -> Server {
     let opts = ServerOptions {
         users: Vec::new(),
@@ -148,23 +162,7 @@ fn two_nodes_share_mail_and_locks() {
         return;
     };
     let (dir_a, dir_b) = (TestDir::new("node-a"), TestDir::new("node-b"));
-    let out = mailroom(
-        &dir_a.data_dir(),
-        &[
-            "--store",
-            &db.url,
-            "user",
-            "add",
-            "alice",
-            "--password-stdin",
-        ],
-        Some(&format!("{PASSWORD}\n")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    add_alice(&dir_a, &db.url);
     let a = node(&dir_a, &db.url);
     let b = node(&dir_b, &db.url);
 
@@ -299,23 +297,7 @@ fn a_killed_nodes_deliveries_are_taken_over() {
         ..common::SinkScript::default()
     });
     let (dir_a, dir_b) = (TestDir::new("kill-a"), TestDir::new("kill-b"));
-    let out = mailroom(
-        &dir_a.data_dir(),
-        &[
-            "--store",
-            &db.url,
-            "user",
-            "add",
-            "alice",
-            "--password-stdin",
-        ],
-        Some(&format!("{PASSWORD}\n")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    add_alice(&dir_a, &db.url);
     let opts = ServerOptions {
         users: Vec::new(),
         extra_args: vec![
@@ -497,23 +479,7 @@ fn store_pool_size_bounds_a_nodes_database_connections() {
         return;
     };
     let dir = TestDir::new("pool-node");
-    let out = mailroom(
-        &dir.data_dir(),
-        &[
-            "--store",
-            &db.url,
-            "user",
-            "add",
-            "alice",
-            "--password-stdin",
-        ],
-        Some(&format!("{PASSWORD}\n")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    add_alice(&dir, &db.url);
     let opts = ServerOptions {
         users: Vec::new(),
         extra_args: vec!["--store".into(), db.url.clone()],

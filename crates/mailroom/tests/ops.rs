@@ -356,8 +356,8 @@ fn root_started_server_drops_to_run_as() {
     }
 }
 
-/// The subject CN of the certificate the smtps listener presents now.
-fn presented_cn(addr: std::net::SocketAddr) -> String {
+/// The certificate the smtps listener presents now, as PEM.
+fn presented_pem(addr: std::net::SocketAddr) -> Vec<u8> {
     let script = format!(
         "import ssl,socket\nctx=ssl.create_default_context()\nctx.check_hostname=False\nctx.verify_mode=ssl.CERT_NONE\n\
          s=ctx.wrap_socket(socket.create_connection(('{}',{})))\nder=s.getpeercert(True)\n\
@@ -370,6 +370,12 @@ fn presented_cn(addr: std::net::SocketAddr) -> String {
         .output()
         .unwrap();
     assert!(pem.status.success(), "{pem:?}");
+    pem.stdout
+}
+
+/// The subject CN of the certificate the smtps listener presents now.
+fn presented_cn(addr: std::net::SocketAddr) -> String {
+    let pem = presented_pem(addr);
     let mut openssl = Command::new("openssl")
         .args(["x509", "-noout", "-subject"])
         .stdin(Stdio::piped())
@@ -378,12 +384,7 @@ fn presented_cn(addr: std::net::SocketAddr) -> String {
         .unwrap();
     {
         use std::io::Write;
-        openssl
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&pem.stdout)
-            .unwrap();
+        openssl.stdin.take().unwrap().write_all(&pem).unwrap();
     }
     let out = openssl.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -451,23 +452,6 @@ fn sighup_reloads_the_certificate() {
     }
 }
 
-/// SHA-256 of the certificate the smtps listener presents now.
-fn presented_fingerprint(addr: std::net::SocketAddr) -> String {
-    let script = format!(
-        "import ssl,socket,hashlib\nctx=ssl.create_default_context()\nctx.check_hostname=False\n\
-         ctx.verify_mode=ssl.CERT_NONE\ns=ctx.wrap_socket(socket.create_connection(('{}',{})))\n\
-         print(hashlib.sha256(s.getpeercert(True)).hexdigest())",
-        addr.ip(),
-        addr.port()
-    );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// The generated self-signed certificate follows the hostname: one made
 /// for another name (as after a hostname change) is made again, on SIGHUP
 /// as at start; one made for this name is kept.
@@ -485,20 +469,16 @@ fn a_generated_certificate_is_made_again_for_a_new_hostname() {
         std::fs::read_to_string(&stamp).unwrap().trim(),
         common::HOSTNAME
     );
-    let first = presented_fingerprint(addr);
+    let first = presented_pem(addr);
     // Same hostname: SIGHUP keeps the certificate.
     sighup(&server);
     wait_for_log(&server, "SIGHUP: TLS certificate reloaded", 1);
-    assert_eq!(presented_fingerprint(addr), first, "regenerated needlessly");
+    assert_eq!(presented_pem(addr), first, "regenerated needlessly");
     // Made for another name: SIGHUP makes a new one for this one.
     std::fs::write(&stamp, "old-name.example\n").unwrap();
     sighup(&server);
     wait_for_log(&server, "SIGHUP: TLS certificate reloaded", 2);
-    assert_ne!(
-        presented_fingerprint(addr),
-        first,
-        "still the old certificate"
-    );
+    assert_ne!(presented_pem(addr), first, "still the old certificate");
     assert_eq!(
         std::fs::read_to_string(&stamp).unwrap().trim(),
         common::HOSTNAME
