@@ -10,10 +10,11 @@ use tokio::net::TcpStream;
 /// ready, so an idle connection holds no read buffer at all.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
-/// The outcome of waiting for client bytes.
-pub(crate) enum Input {
+/// The outcome of waiting for client bytes: the bytes themselves, or (for
+/// [`crate::stream::Stream::read_into`]) how many were read.
+pub(crate) enum Input<D = Vec<u8>> {
     /// Bytes arrived.
-    Data(Vec<u8>),
+    Data(D),
     /// The client closed the connection.
     Closed,
     /// Nothing arrived within the timeout.

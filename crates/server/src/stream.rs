@@ -12,16 +12,6 @@ use tokio_rustls::server::TlsStream;
 
 use crate::io::{Input, READ_CHUNK, read_some};
 
-/// The outcome of [`Stream::read_into`].
-pub(crate) enum Read {
-    /// This many bytes arrived.
-    Data(usize),
-    /// The client closed the connection.
-    Closed,
-    /// Nothing arrived within the timeout.
-    TimedOut,
-}
-
 /// Plain TCP or TLS over TCP.
 pub(crate) enum Stream {
     Plain(TcpStream),
@@ -34,22 +24,18 @@ impl Stream {
     /// Waits up to `timeout` for bytes. Plain connections hold no read
     /// buffer while idle; TLS ones read through rustls' own buffer.
     pub(crate) async fn read_some(&mut self, timeout: Duration) -> io::Result<Input> {
-        match self {
-            Stream::Plain(tcp) => read_some(tcp, timeout).await,
-            Stream::Tls(tls) => {
-                let mut buf = vec![0u8; READ_CHUNK];
-                match tokio::time::timeout(timeout, tls.read(&mut buf)).await {
-                    Err(_) => Ok(Input::TimedOut),
-                    Ok(Ok(0)) => Ok(Input::Closed),
-                    Ok(Ok(n)) => {
-                        buf.truncate(n);
-                        Ok(Input::Data(buf))
-                    }
-                    Ok(Err(e)) => Err(e),
-                }
-            }
-            Stream::Upgrading => Ok(Input::Closed),
+        if let Stream::Plain(tcp) = self {
+            return read_some(tcp, timeout).await;
         }
+        let mut buf = vec![0u8; READ_CHUNK];
+        Ok(match self.read_into(&mut buf, timeout).await? {
+            Input::Data(n) => {
+                buf.truncate(n);
+                Input::Data(buf)
+            }
+            Input::Closed => Input::Closed,
+            Input::TimedOut => Input::TimedOut,
+        })
     }
 
     /// Waits up to `timeout` for bytes and reads them into `buf`, for a
@@ -59,25 +45,11 @@ impl Stream {
         &mut self,
         buf: &mut [u8],
         timeout: Duration,
-    ) -> io::Result<Read> {
-        let read = async {
-            match self {
-                Stream::Plain(tcp) => loop {
-                    tcp.readable().await?;
-                    match tcp.try_read(buf) {
-                        // A spurious readiness: wait again.
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        other => break other,
-                    }
-                },
-                Stream::Tls(tls) => tls.read(buf).await,
-                Stream::Upgrading => Ok(0),
-            }
-        };
-        match tokio::time::timeout(timeout, read).await {
-            Err(_) => Ok(Read::TimedOut),
-            Ok(Ok(0)) => Ok(Read::Closed),
-            Ok(Ok(n)) => Ok(Read::Data(n)),
+    ) -> io::Result<Input<usize>> {
+        match tokio::time::timeout(timeout, AsyncReadExt::read(self, buf)).await {
+            Err(_) => Ok(Input::TimedOut),
+            Ok(Ok(0)) => Ok(Input::Closed),
+            Ok(Ok(n)) => Ok(Input::Data(n)),
             Ok(Err(e)) => Err(e),
         }
     }

@@ -62,16 +62,7 @@ impl ReadAhead {
         };
         self.next = index + 1;
         let mut plan = vec![index];
-        let mut bytes = 0u64;
-        for i in index + 1..index + self.window {
-            match size(i) {
-                Some(s) if bytes + s <= MAX_BYTES => {
-                    bytes += s;
-                    plan.push(i);
-                }
-                _ => break,
-            }
-        }
+        plan.extend(run_within(index + 1, self.window - 1, 0, size));
         plan
     }
 
@@ -86,17 +77,8 @@ impl ReadAhead {
         }
         self.window = (self.window * 2).min(MAX_MESSAGES);
         let start = self.held.back().map_or(self.next, |(i, _)| i + 1);
-        let mut bytes: u64 = self.held.iter().map(|(_, b)| b.len() as u64).sum();
-        let mut plan = Vec::new();
-        for i in start..start + (self.window - self.held.len()) {
-            match size(i) {
-                Some(s) if bytes + s <= MAX_BYTES => {
-                    bytes += s;
-                    plan.push(i);
-                }
-                _ => break,
-            }
-        }
+        let held: u64 = self.held.iter().map(|(_, b)| b.len() as u64).sum();
+        let plan = run_within(start, self.window - self.held.len(), held, size);
         (!plan.is_empty()).then_some(plan)
     }
 
@@ -105,6 +87,28 @@ impl ReadAhead {
     pub(crate) fn hold(&mut self, read: impl IntoIterator<Item = (usize, Vec<u8>)>) {
         self.held.extend(read);
     }
+}
+
+/// Up to `count` indices from `start` on whose sizes, added to `bytes`
+/// already held, stay within [`MAX_BYTES`]; stops at the first that does
+/// not fit or may not be read whole (`size` is `None`).
+fn run_within(
+    start: usize,
+    count: usize,
+    mut bytes: u64,
+    size: impl Fn(usize) -> Option<u64>,
+) -> Vec<usize> {
+    let mut run = Vec::new();
+    for i in start..start + count {
+        match size(i) {
+            Some(s) if bytes + s <= MAX_BYTES => {
+                bytes += s;
+                run.push(i);
+            }
+            _ => break,
+        }
+    }
+    run
 }
 
 #[cfg(test)]

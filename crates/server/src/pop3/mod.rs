@@ -19,9 +19,10 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::accept::accept_loop;
 use crate::auth::{self, Proof, Verdict};
 use crate::config::ListenerKind;
+use crate::io::Input;
 use crate::limits::ConnectionSlot;
 use crate::sasl;
-use crate::stream::{Read, Stream};
+use crate::stream::Stream;
 use crate::{Context, Shutdown};
 
 /// Accepts POP3 connections on `listener` until `shutdown` fires.
@@ -205,9 +206,9 @@ async fn session(
             }
         };
         match input {
-            Read::Data(n) => session.handle_input(&inbuf[..n]),
-            Read::Closed => break,
-            Read::TimedOut => session.timed_out(),
+            Input::Data(n) => session.handle_input(&inbuf[..n]),
+            Input::Closed => break,
+            Input::TimedOut => session.timed_out(),
         }
     }
     stream.close().await;
