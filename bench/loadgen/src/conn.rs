@@ -33,7 +33,7 @@ enum Transport {
 /// One connection with its read buffer.
 pub(crate) struct Conn {
     stream: Transport,
-    /// Initialised storage; input occupies `pos..end`.
+    /// Initialised storage, grown by `fill`; input occupies `pos..end`.
     buf: Vec<u8>,
     /// Start of the unconsumed input in `buf`.
     pos: usize,
@@ -75,7 +75,9 @@ impl Conn {
     fn with(stream: Transport) -> Conn {
         Conn {
             stream,
-            buf: vec![0; READ_SIZE],
+            // Grown (and zeroed) by the first read, not for a connection
+            // that never reads.
+            buf: Vec::new(),
             pos: 0,
             end: 0,
         }

@@ -178,12 +178,7 @@ fn acknowledged_messages_survive_sigkill() {
 
     let dir = TestDir::new("crash");
     add_user(&dir.data_dir(), "alice");
-    let opts = ServerOptions {
-        users: vec!["alice".into()],
-        listeners: vec!["smtp"],
-        config: Some("[limits]\nmax_connections = 100\nmax_connections_per_ip = 50\n".into()),
-        ..ServerOptions::default()
-    };
+    let opts = load_options();
 
     let mut all_sent: HashMap<String, Vec<u8>> = HashMap::new();
     let mut all_acked: Vec<String> = Vec::new();
@@ -265,6 +260,17 @@ fn acknowledged_messages_survive_sigkill() {
     }
 }
 
+/// The server of the loads here: alice, SMTP only, room for the load's
+/// connections from one address.
+fn load_options() -> ServerOptions {
+    ServerOptions {
+        users: vec!["alice".into()],
+        listeners: vec!["smtp"],
+        config: Some("[limits]\nmax_connections = 100\nmax_connections_per_ip = 50\n".into()),
+        ..ServerOptions::default()
+    }
+}
+
 /// Issue 10: SIGTERM mid-load is a graceful stop. Transactions past DATA
 /// finish (their 250 means stored), the rest get 421 or a close, the server
 /// exits 0, and every acknowledged message is in the Maildir, whole.
@@ -274,12 +280,7 @@ fn sigterm_under_load_loses_nothing() {
     let seed = 7;
     let dir = TestDir::new("sigterm-load");
     add_user(&dir.data_dir(), "alice");
-    let opts = ServerOptions {
-        users: vec!["alice".into()],
-        listeners: vec!["smtp"],
-        config: Some("[limits]\nmax_connections = 100\nmax_connections_per_ip = 50\n".into()),
-        ..ServerOptions::default()
-    };
+    let opts = load_options();
     let mut server = Server::start(&dir, &opts);
     let addr = server.smtp();
     let load = Arc::new(Load::default());

@@ -245,10 +245,7 @@ mod tests {
 
     use super::*;
 
-    // RFC 8410 §10.3's example Ed25519 key.
-    const ED_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
-        MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\
-        -----END PRIVATE KEY-----\n";
+    use mailroom_testkit::ED25519_PEM as ED_PEM;
 
     fn new_key(domain: &str, selector: &str) -> NewDkimKey {
         NewDkimKey {

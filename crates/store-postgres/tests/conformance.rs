@@ -1092,10 +1092,7 @@ async fn renew_claim_extends_a_live_claim_only(h: &Harness) {
 // ---------------------------------------------------------------------------
 // DKIM keys
 
-// RFC 8410 §10.3's example Ed25519 key (PKCS#8).
-const ED25519_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
-    MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\
-    -----END PRIVATE KEY-----\n";
+use mailroom_testkit::ED25519_PEM;
 
 /// The store only looks at a PKCS#1 key's label; signing parses the rest.
 fn rsa_pem(tag: &str) -> String {

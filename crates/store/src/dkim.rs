@@ -246,10 +246,7 @@ mod tests {
 
     use super::*;
 
-    // A PKCS#8 Ed25519 key (RFC 8410 §10.3's example).
-    const ED_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
-        MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\
-        -----END PRIVATE KEY-----\n";
+    use mailroom_testkit::ED25519_PEM as ED_PEM;
 
     #[test]
     fn selectors() {

@@ -4,6 +4,7 @@
 //! - [`dns`]: an in-process DNS server answering from a table (MX, A,
 //!   AAAA, TXT, NXDOMAIN, SERVFAIL, timeouts) for routing tests.
 //! - [`MemoryQueue`]: an in-memory `QueueStore`.
+//! - [`ED25519_PEM`]: a DKIM test key.
 //! - [`corpus`]: where the external mail corpora (CPython's email test
 //!   data, mail-parser's .eml files) are on this machine.
 
@@ -12,6 +13,12 @@ pub mod dns;
 mod queue;
 
 pub use queue::MemoryQueue;
+
+/// An Ed25519 private key in PKCS#8 PEM: RFC 8410 §10.3's example, for
+/// DKIM key store and signing tests.
+pub const ED25519_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
+    MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\
+    -----END PRIVATE KEY-----\n";
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
