@@ -371,6 +371,11 @@ WATCH_MR=(--watch-pid "$MAILROOM_PID" --watch-interval-ms 0)
 WATCH_DV=(--watch-pid "$DOVECOT_PID" --watch-interval-ms 100 --watch-pss)
 WATCH_DV_SESSIONS=(--watch-pid "$DOVECOT_PID" --watch-interval-ms 500 --watch-pss)
 
+# pin PID…: every thread of each PID onto the CPUs in $PIN_TO.
+pin() { for p in "$@"; do taskset -a -p -c "$PIN_TO" "$p" >/dev/null; done; }
+# tree_of PID: PID and its children.
+tree_of() { echo "$1"; ps -o pid= --ppid "$1"; }
+
 for round in $(seq 1 "$ROUNDS"); do
     log "round $round of $ROUNDS"
     for k in 1 "$PIPELINE"; do
@@ -383,8 +388,6 @@ for round in $(seq 1 "$ROUNDS"); do
         # Every thread of mailroom, and Dovecot's master with every process
         # it has (the per-connection pop3 process forks from the master and
         # inherits its mask) on CPU 0 with the load generator; put back after.
-        pin() { for p in "$@"; do taskset -a -p -c "$PIN_TO" "$p" >/dev/null; done; }
-        tree_of() { echo "$1"; ps -o pid= --ppid "$1"; }
         PIN_TO=0 pin "$MAILROOM_PID"
         LOAD_CPU=0 load "retr1cpu-mr" pop3-retr --server "$MR_ADDR" --user alice0 \
             --password "$PASSWORD" --passes "$PASSES" "${WATCH_MR[@]}"

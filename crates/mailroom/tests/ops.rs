@@ -614,6 +614,15 @@ fn wait_for_log(server: &common::Server, needle: &str, n: usize) {
     assert!(seen, "no {n}× {needle:?} in the log:\n{}", server.stderr());
 }
 
+/// The one line of the server's log containing `needle` (fails unless
+/// there is exactly one).
+fn the_log_line(server: &common::Server, needle: &str) -> String {
+    let log = server.stderr();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(needle)).collect();
+    assert_eq!(lines.len(), 1, "{needle:?} in the log:\n{log}");
+    lines[0].to_string()
+}
+
 /// The SIZE value a new session's EHLO announces.
 fn ehlo_size(smtp: &mut common::Smtp) -> String {
     let reply = smtp.ok("EHLO client.test", 250);
@@ -662,16 +671,10 @@ fn sighup_applies_a_new_config_to_new_sessions_and_refuses_a_bad_one() {
     .unwrap();
     sighup(&server);
     wait_for_log(&server, "SIGHUP: configuration reloaded", 1);
-    let log = server.stderr();
-    let restart: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("only with a restart"))
-        .collect();
-    assert_eq!(restart.len(), 1, "{log}");
+    let restart = the_log_line(&server, "only with a restart");
     assert!(
-        restart[0].contains("run_as") && restart[0].contains("queue.max_workers"),
-        "{}",
-        restart[0]
+        restart.contains("run_as") && restart.contains("queue.max_workers"),
+        "{restart}"
     );
 
     let mut new = session(server.smtp());
@@ -701,16 +704,10 @@ fn sighup_applies_a_new_config_to_new_sessions_and_refuses_a_bad_one() {
     .unwrap();
     sighup(&server);
     wait_for_log(&server, "SIGHUP: configuration refused", 1);
-    let log = server.stderr();
-    let refused: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("configuration refused"))
-        .collect();
-    assert_eq!(refused.len(), 1, "{log}");
+    let refused = the_log_line(&server, "configuration refused");
     assert!(
-        refused[0].contains("hostnme") && refused[0].contains("smtp.max_recipients"),
-        "{}",
-        refused[0]
+        refused.contains("hostnme") && refused.contains("smtp.max_recipients"),
+        "{refused}"
     );
     let mut after = session(server.smtp());
     assert_eq!(ehlo_size(&mut after), "20000");
@@ -722,11 +719,7 @@ fn sighup_applies_a_new_config_to_new_sessions_and_refuses_a_bad_one() {
         .cmd("RCPT TO:<alice@other.test>")
         .expect(550, "5.7.1", "the refused config's domain");
     after.quit();
-    assert_eq!(
-        log.matches("SIGHUP: configuration reloaded").count(),
-        1,
-        "{log}"
-    );
+    the_log_line(&server, "SIGHUP: configuration reloaded");
 }
 
 /// The `s=` tag of the DKIM-Signature at the top of a relayed message.
