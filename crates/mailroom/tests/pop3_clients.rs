@@ -737,6 +737,40 @@ fn ids_by_number(pop: &mut Pop3, count: usize) -> Vec<String> {
     (1..=count).map(|n| message_id(&pop.retr(n))).collect()
 }
 
+/// A graceful shutdown ends an idle session with `-ERR [SYS/TEMP]`, without
+/// UPDATE: what it marked deleted is still there after the restart.
+#[test]
+fn shutdown_ends_an_idle_session_without_update() {
+    let env_messages = small_messages(3);
+    let mut env = env_with("pop3-shutdown", &env_messages);
+    let mut pop = login_alice(env.server.pop3());
+    pop.ok("DELE 1");
+    let started = Instant::now();
+    let status = env.server.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "serve did not exit cleanly on SIGTERM: {status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "an idle POP3 session held shutdown for {:?}",
+        started.elapsed()
+    );
+    let last = pop
+        .raw_line()
+        .map(|l| String::from_utf8_lossy(&l).into_owned());
+    assert_eq!(
+        last.as_deref(),
+        Some("-ERR [SYS/TEMP] Server shutting down\r\n"),
+        "the session's last line"
+    );
+    assert!(pop.raw_line().is_none(), "the session was closed");
+    env.server = Server::start(&env.dir, &ServerOptions::default());
+    let mut pop = login_alice(env.server.pop3());
+    assert_eq!(pop.stat().0, 3, "DELE without UPDATE removed a message");
+    pop.quit();
+}
+
 #[test]
 fn uidl_is_unique_and_survives_restart() {
     let env_messages = small_messages(4);

@@ -262,8 +262,32 @@ fn truncate(text: &str, max: usize) -> &str {
 /// RFC 2449 §4: a response line is at most 512 octets, CRLF included.
 const MAX_RESPONSE_LINE: usize = 512;
 
+/// Appends `n` in decimal, without the formatting machinery.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 2048, 99_999, u64::MAX] {
+            let mut out = b"x".to_vec();
+            super::push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
+
     use super::*;
 
     fn wire(response: &Response) -> String {

@@ -6,7 +6,7 @@ use crate::apop::is_valid_timestamp;
 use crate::command::{Command, CommandError};
 use crate::line::{COMMAND_LINE_LIMIT, LineError, LineReader, SASL_LINE_LIMIT};
 use crate::maildrop::{Maildrop, MessageEntry, wire_uid};
-use crate::response::{Response, Status, write_data_line, write_terminator};
+use crate::response::{Response, Status, push_decimal, write_data_line, write_terminator};
 use crate::sasl::{decode_base64, parse_plain};
 
 /// Output buffer capacity the session keeps between responses.
@@ -302,7 +302,10 @@ impl ServerSession {
                 self.reply(&Response::OK);
             } else {
                 let size = self.maildrop.entry(index).map_or(0, |m| m.size);
-                self.reply(&Response::new(Status::Ok, None, format!("{size} octets")));
+                // Written directly: this status line precedes every message.
+                self.output.extend_from_slice(b"+OK ");
+                push_decimal(&mut self.output, size);
+                self.output.extend_from_slice(b" octets\r\n");
             }
         }
     }

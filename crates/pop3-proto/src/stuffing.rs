@@ -36,9 +36,10 @@ impl ByteStuffer {
     /// Appends `chunk`, stuffed, to `out`. Chunks may split lines, and even
     /// CRLF, anywhere.
     ///
-    /// Well-formed text is copied in runs: the scan stops only at CR and LF
-    /// (found with a vectorised search), and bytes are added only where a
-    /// line starts with '.' or a bare line end is repaired.
+    /// A chunk whose line ends are all CRLF (nearly every one: the store
+    /// keeps CRLF) is copied whole, or in runs between the lines that start
+    /// with '.'. Otherwise the scan stops at every CR and LF (found with a
+    /// vectorised search) to repair bare line ends.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         let mut rest = chunk;
         if self.pending_cr {
@@ -49,6 +50,27 @@ impl ByteStuffer {
             if first == b'\n' {
                 rest = &rest[1..];
             }
+        }
+        let Some(&last) = rest.last() else { return };
+        match scan(rest) {
+            Scan::CrlfOnly { dot_lines } => {
+                let mut run = 0;
+                if self.at_line_start && rest[0] == b'.' {
+                    out.push(b'.');
+                }
+                if dot_lines {
+                    // RFC 1939 §3: each "\n." gains a dot after the LF.
+                    for lf in memchr::memmem::find_iter(rest, b"\n.") {
+                        out.extend_from_slice(&rest[run..=lf]);
+                        out.push(b'.');
+                        run = lf + 1;
+                    }
+                }
+                out.extend_from_slice(&rest[run..]);
+                self.at_line_start = last == b'\n';
+                return;
+            }
+            Scan::BareLineEnds => {}
         }
         out.reserve(rest.len() + rest.len() / 64 + 2);
         // rest[run..i] is still to be copied; i is where the scan stands.
@@ -96,6 +118,41 @@ impl ByteStuffer {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// What a chunk holds, as far as stuffing goes.
+#[derive(Debug, PartialEq)]
+enum Scan {
+    /// Every CR is followed by LF and every LF preceded by CR within the
+    /// chunk; `dot_lines` when a line after its first starts with '.'.
+    CrlfOnly { dot_lines: bool },
+    /// A CR or LF not in a CRLF pair, or a CR that ends the chunk.
+    BareLineEnds,
+}
+
+/// Classifies a non-empty chunk in one pass over adjacent pairs, free of
+/// branches so that it compiles to vector code: a few hundred cycles for a
+/// small message, where stopping at every line end costs thousands.
+fn scan(chunk: &[u8]) -> Scan {
+    let (Some(&first), Some(&last)) = (chunk.first(), chunk.last()) else {
+        return Scan::CrlfOnly { dot_lines: false };
+    };
+    // A first LF has no CR before it here; a last CR no LF after it.
+    if first == b'\n' || last == b'\r' {
+        return Scan::BareLineEnds;
+    }
+    let (mut bare, mut dots) = (0u8, 0u8);
+    for (&a, &b) in chunk.iter().zip(&chunk[1..]) {
+        bare |= u8::from((a == b'\r') != (b == b'\n'));
+        dots |= u8::from((a == b'\n') & (b == b'.'));
+    }
+    if bare == 0 {
+        Scan::CrlfOnly {
+            dot_lines: dots != 0,
+        }
+    } else {
+        Scan::BareLineEnds
     }
 }
 
@@ -213,6 +270,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn scans() {
+        let crlf = |dot_lines| Scan::CrlfOnly { dot_lines };
+        for (chunk, expected) in [
+            (&b""[..], crlf(false)),
+            (b"a\r\nb\r\n", crlf(false)),
+            (b"a\r\nb", crlf(false)),
+            (b".a\r\n", crlf(false)),
+            (b"a\r\n.b", crlf(true)),
+            (b"a.\r\nb.", crlf(false)),
+            (b"a\nb", Scan::BareLineEnds),
+            (b"a\rb", Scan::BareLineEnds),
+            (b"a\r", Scan::BareLineEnds),
+            (b"\na", Scan::BareLineEnds),
+            (b"a\r\r\n", Scan::BareLineEnds),
+            (b"a\r\n\n.", Scan::BareLineEnds),
+        ] {
+            assert_eq!(
+                scan(chunk),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(chunk)
+            );
+        }
+    }
+
     /// CRLF-lined messages: lines of bytes without CR or LF, biased towards
     /// dots so stuffing is exercised.
     fn crlf_message() -> impl Strategy<Value = Vec<u8>> {
@@ -268,6 +351,16 @@ mod tests {
                 prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), Just(b'a'), any::<u8>()], 0..200),
             points in proptest::collection::vec(0usize..200, 0..8),
         ) {
+            let pieces = cut(&message, points);
+            prop_assert_eq!(stuff(&pieces), reference(&pieces));
+        }
+
+        #[test]
+        fn well_formed_messages_agree_with_the_byte_at_a_time_encoder(
+            message in crlf_message(),
+            points in proptest::collection::vec(0usize..128, 0..4),
+        ) {
+            // Mostly plain chunks: the copy-whole path.
             let pieces = cut(&message, points);
             prop_assert_eq!(stuff(&pieces), reference(&pieces));
         }

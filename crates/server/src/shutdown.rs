@@ -37,6 +37,16 @@ impl Shutdown {
         // An error means the trigger was dropped: treat that as shutdown too.
         let _ = self.rx.wait_for(|stop| *stop).await;
     }
+
+    /// Like [`Shutdown::triggered`], as a future a session keeps pinned for
+    /// its whole life: it waits among the signal's waiters once, instead of
+    /// joining and leaving them around every read.
+    pub fn signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
 }
 
 impl ShutdownTrigger {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 
 use crate::io::{Input, READ_CHUNK, read_some};
@@ -28,7 +29,8 @@ impl Stream {
             return read_some(tcp, timeout).await;
         }
         let mut buf = vec![0u8; READ_CHUNK];
-        Ok(match self.read_into(&mut buf, timeout).await? {
+        let idle = std::pin::pin!(tokio::time::sleep(timeout));
+        Ok(match self.read_into(&mut buf, idle, timeout).await? {
             Input::Data(n) => {
                 buf.truncate(n);
                 Input::Data(buf)
@@ -40,22 +42,48 @@ impl Stream {
 
     /// Waits up to `timeout` for bytes and reads them into `buf`, for a
     /// driver that keeps a small buffer of its own (POP3 commands are
-    /// short lines): no allocation per read.
+    /// short lines): no allocation per read. `idle` is the session's timer,
+    /// set again here: pushing one timer's deadline on costs less than a
+    /// new timer per read.
     pub(crate) async fn read_into(
         &mut self,
         buf: &mut [u8],
+        mut idle: Pin<&mut Sleep>,
         timeout: Duration,
     ) -> io::Result<Input<usize>> {
-        match tokio::time::timeout(timeout, AsyncReadExt::read(self, buf)).await {
-            Err(_) => Ok(Input::TimedOut),
-            Ok(Ok(0)) => Ok(Input::Closed),
-            Ok(Ok(n)) => Ok(Input::Data(n)),
-            Ok(Err(e)) => Err(e),
+        idle.as_mut().reset(Instant::now() + timeout);
+        tokio::select! {
+            biased;
+            read = AsyncReadExt::read(self, buf) => match read {
+                Ok(0) => Ok(Input::Closed),
+                Ok(n) => Ok(Input::Data(n)),
+                Err(e) => Err(e),
+            },
+            () = idle => Ok(Input::TimedOut),
         }
     }
 
     /// Writes all of `bytes` within `timeout`.
-    pub(crate) async fn write_all(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    pub(crate) async fn write_all(
+        &mut self,
+        mut bytes: &[u8],
+        timeout: Duration,
+    ) -> io::Result<()> {
+        // Most replies fit in the socket buffer at once: written without a
+        // timer. What does not fit waits below, bounded in time.
+        if let Stream::Plain(tcp) = self {
+            while !bytes.is_empty() {
+                match tcp.try_write(bytes) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => bytes = &bytes[n..],
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if bytes.is_empty() {
+                return Ok(());
+            }
+        }
         let write = async {
             self.write_all_inner(bytes).await?;
             self.flush().await

@@ -649,9 +649,15 @@ fn read_sized(mut file: fs::File, size: u64) -> io::Result<Vec<u8>> {
     let want = usize::try_from(size)
         .unwrap_or(usize::MAX)
         .saturating_add(1);
-    let mut bytes = vec![0u8; want];
-    let n = file.read(&mut bytes)?;
-    bytes.truncate(n);
+    // Read into uninitialised capacity: nothing zeroes the buffer first.
+    let mut bytes = Vec::with_capacity(want);
+    let n = loop {
+        match rustix::io::read(&file, rustix::buffer::spare_capacity(&mut bytes)) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
     if u64::try_from(n).ok() != Some(size) {
         file.read_to_end(&mut bytes)?;
     }

@@ -53,7 +53,7 @@ async fn session(
     stream: TcpStream,
     peer: SocketAddr,
     kind: ListenerKind,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
     _slot: ConnectionSlot,
 ) -> std::io::Result<()> {
     // One snapshot for the whole session: a reload applies to the next one.
@@ -83,6 +83,10 @@ async fn session(
     // little more): a small buffer in the session itself, read into
     // directly. Pipelined input longer than this takes more reads.
     let mut inbuf = [0u8; 2048];
+    let idle = tokio::time::sleep(io_timeout);
+    tokio::pin!(idle);
+    let stop = shutdown.signal();
+    tokio::pin!(stop);
     loop {
         let mut start_tls = false;
         while let Some(event) = session.poll_event() {
@@ -194,9 +198,22 @@ async fn session(
         if session.is_closed() {
             break;
         }
-        let input = tokio::select! {
-            input = stream.read_into(&mut inbuf, io_timeout) => input?,
-            _ = shutdown.triggered() => {
+        // Input first: the signal is looked at while the session waits, and
+        // here for a client whose commands are always already waiting.
+        let input = if shutdown.is_triggered() {
+            None
+        } else {
+            tokio::select! {
+                biased;
+                input = stream.read_into(&mut inbuf, idle.as_mut(), io_timeout) => Some(input?),
+                () = &mut stop => None,
+            }
+        };
+        match input {
+            Some(Input::Data(n)) => session.handle_input(&inbuf[..n]),
+            Some(Input::Closed) => break,
+            Some(Input::TimedOut) => session.timed_out(),
+            None => {
                 // RFC 1939 has no shutdown reply code; closing without UPDATE
                 // deletes nothing.
                 session.shutdown();
@@ -204,11 +221,6 @@ async fn session(
                 let _ = stream.write_all(&out, Duration::from_secs(5)).await;
                 break;
             }
-        };
-        match input {
-            Input::Data(n) => session.handle_input(&inbuf[..n]),
-            Input::Closed => break,
-            Input::TimedOut => session.timed_out(),
         }
     }
     stream.close().await;
