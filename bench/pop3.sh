@@ -47,6 +47,13 @@
 #                           wake-up across CPUs costs tens of microseconds,
 #                           which makes the unpinned rate depend on where the
 #                           scheduler happens to put the two ends.
+#   BENCH_BUSY_POLL [1]     also time RETR without pipelining with a load
+#                           generator that busy-polls its socket instead of
+#                           sleeping in reads (`--busy-poll`, as sockperf's
+#                           latency tests do): the client is awake when each
+#                           reply lands, so the rate is the server's
+#                           turnaround, not the cost of waking the client;
+#                           0 skips it (needs 2+ CPUs)
 #   BENCH_ROUNDS [1]        repeat every measurement; the table shows medians
 #   BENCH_SAME_COST [1]     also time Dovecot sessions with mailroom's hashes
 #   BENCH_DOVECOT_PORT [11110, or the next free one]
@@ -68,6 +75,8 @@ PIPELINE=${BENCH_PIPELINE:-16}
 PASSES=${BENCH_PASSES:-3}
 ONE_CPU=${BENCH_ONE_CPU:-1}
 (($(nproc) >= 2)) || ONE_CPU=0
+BUSY_POLL=${BENCH_BUSY_POLL:-1}
+(($(nproc) >= 2)) || BUSY_POLL=0
 ROUNDS=${BENCH_ROUNDS:-1}
 SAME_COST=${BENCH_SAME_COST:-1}
 USERS=$CONCURRENCY
@@ -384,6 +393,13 @@ for round in $(seq 1 "$ROUNDS"); do
         load "retr$k-dv" pop3-retr --server "$DV_ADDR" --user alice0 --password "$PASSWORD" \
             --pipeline "$k" --passes "$PASSES" "${WATCH_DV[@]}"
     done
+    if [[ "$BUSY_POLL" == 1 ]]; then
+        # CPU time only for both: the client already keeps one CPU busy.
+        load retrspin-mr pop3-retr --server "$MR_ADDR" --user alice0 --password "$PASSWORD" \
+            --passes "$PASSES" --busy-poll "${WATCH_MR[@]}"
+        load retrspin-dv pop3-retr --server "$DV_ADDR" --user alice0 --password "$PASSWORD" \
+            --passes "$PASSES" --busy-poll --watch-pid "$DOVECOT_PID" --watch-interval-ms 0
+    fi
     if [[ "$ONE_CPU" == 1 ]]; then
         # Every thread of mailroom, and Dovecot's master with every process
         # it has (the per-connection pop3 process forks from the master and
@@ -455,6 +471,13 @@ for k in 1 "$PIPELINE"; do
     row "  server CPU ms per message" "$a" "$b" "$(ratio "$a" "$b")" ""
     round_ratios "retr$k-mr" "retr$k-dv"
 done
+if [[ "$BUSY_POLL" == 1 ]]; then
+    a=$(med retrspin-mr msgs_per_s) b=$(med retrspin-dv msgs_per_s)
+    row "RETR msgs/s, no pipelining, busy-poll client" "$a" "$b" "$(ratio "$a" "$b")" ">= 2"
+    a=$(per "$(med retrspin-mr server_cpu_s)" $((MESSAGES * PASSES))) b=$(per "$(med retrspin-dv server_cpu_s)" $((MESSAGES * PASSES)))
+    row "  server CPU ms per message" "$a" "$b" "$(ratio "$a" "$b")" ""
+    round_ratios retrspin-mr retrspin-dv
+fi
 if [[ "$ONE_CPU" == 1 ]]; then
     a=$(med retr1cpu-mr msgs_per_s) b=$(med retr1cpu-dv msgs_per_s)
     row "RETR msgs/s, no pipelining, one CPU" "$a" "$b" "$(ratio "$a" "$b")" ">= 2"
@@ -497,4 +520,4 @@ echo "from the first RETR to the last reply (RETR), or over the whole load (sess
 echo "machine CPU per operation is steadier than the rates, though memory-bound work (Argon2) still"
 echo "slows down when other processes compete for the caches."
 echo "Load generator: single-threaded; its own CPU was at most ${CL}s in a RETR run and ${CS}s in a"
-echo "sessions run (compare with the servers' CPU above)."
+echo "sessions run (compare with the servers' CPU above); the busy-poll client uses a whole CPU by design."

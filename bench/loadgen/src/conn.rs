@@ -28,6 +28,11 @@ enum Transport {
     /// connection: a reply wakes the reader directly, with no event loop
     /// (no epoll round) in between, as in a simple mail client.
     Blocking(std::net::TcpStream),
+    /// Like `Blocking`, but a read that finds nothing tries again at once
+    /// instead of sleeping (busy-polling, as sockperf's `--busy-poll` and
+    /// netperf's latency tests do): the client is awake when the reply
+    /// lands, so neither side pays for waking it. It keeps one CPU busy.
+    Spinning(std::net::TcpStream),
 }
 
 /// One connection with its read buffer.
@@ -51,9 +56,10 @@ impl Conn {
         Ok(Conn::new(stream))
     }
 
-    /// Connects to `addr` for blocking use (see [`Transport::Blocking`]);
-    /// the async methods then complete without ever yielding.
-    pub(crate) fn connect_blocking(addr: SocketAddr) -> Result<Conn> {
+    /// Connects to `addr` for blocking use (see [`Transport::Blocking`]),
+    /// or busy-polling with `spin` ([`Transport::Spinning`]); the async
+    /// methods then complete without ever yielding.
+    pub(crate) fn connect_blocking(addr: SocketAddr, spin: bool) -> Result<Conn> {
         let stream = std::net::TcpStream::connect_timeout(&addr, READ_TIMEOUT)
             .with_context(|| format!("connecting to {addr}"))?;
         let _ = stream.set_nodelay(true);
@@ -63,6 +69,12 @@ impl Conn {
         stream
             .set_write_timeout(Some(READ_TIMEOUT))
             .context("setting a write timeout")?;
+        if spin {
+            stream
+                .set_nonblocking(true)
+                .context("making the socket non-blocking")?;
+            return Ok(Conn::with(Transport::Spinning(stream)));
+        }
         Ok(Conn::with(Transport::Blocking(stream)))
     }
 
@@ -88,6 +100,18 @@ impl Conn {
         match &mut self.stream {
             Transport::Event(s) => s.write_all(bytes).await.context("write")?,
             Transport::Blocking(s) => std::io::Write::write_all(s, bytes).context("write")?,
+            Transport::Spinning(s) => {
+                let mut rest = bytes;
+                spin_until(|| {
+                    let n = std::io::Write::write(s, rest)?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::WriteZero.into());
+                    }
+                    rest = &rest[n..];
+                    Ok(rest.is_empty().then_some(()))
+                })
+                .context("write")?;
+            }
         }
         Ok(())
     }
@@ -130,6 +154,9 @@ impl Conn {
                 }
                 other => other.context("read")?,
             },
+            Transport::Spinning(s) => {
+                spin_until(|| std::io::Read::read(s, room).map(Some)).context("read")?
+            }
         };
         if n == 0 {
             bail!("connection closed by the peer");
@@ -219,9 +246,31 @@ impl Conn {
             Transport::Event(s) => {
                 let _ = s.shutdown().await;
             }
-            Transport::Blocking(s) => {
+            Transport::Blocking(s) | Transport::Spinning(s) => {
                 let _ = s.shutdown(std::net::Shutdown::Write);
             }
+        }
+    }
+}
+
+/// Runs `step` until it returns `Some`, again at once whenever the socket
+/// would block (see [`Transport::Spinning`]), for up to [`READ_TIMEOUT`].
+fn spin_until<T>(mut step: impl FnMut() -> std::io::Result<Option<T>>) -> std::io::Result<T> {
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    let mut tries = 0u32;
+    loop {
+        match step() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::hint::spin_loop();
+                tries = tries.wrapping_add(1);
+                if tries.is_multiple_of(4096) && std::time::Instant::now() > deadline {
+                    return Err(std::io::ErrorKind::TimedOut.into());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
@@ -274,6 +323,32 @@ mod tests {
             assert_eq!(octets, 30, "step {step}");
             assert_eq!(next, b"+OK next");
         }
+    }
+
+    /// The busy-polling transport reads the same, from a peer that writes
+    /// in pieces with pauses (reads that find nothing in between), and
+    /// sends a command the peer receives whole.
+    #[tokio::test]
+    async fn busy_polling_reads_what_arrives_in_pieces() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            for piece in splits(RESPONSE, 7) {
+                std::io::Write::write_all(&mut s, &piece).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            let mut command = [0u8; 6];
+            std::io::Read::read_exact(&mut s, &mut command).unwrap();
+            command
+        });
+        let mut conn = Conn::connect_blocking(addr, true).unwrap();
+        assert!(matches!(conn.stream, Transport::Spinning(_)));
+        assert_eq!(conn.line().await.unwrap(), b"+OK 30 octets");
+        assert_eq!(conn.dot_body().await.unwrap(), 30);
+        assert_eq!(conn.line().await.unwrap(), b"+OK next");
+        conn.send(b"QUIT\r\n").await.unwrap();
+        assert_eq!(&peer.join().unwrap(), b"QUIT\r\n");
     }
 
     #[tokio::test]

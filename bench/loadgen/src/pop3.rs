@@ -101,6 +101,8 @@ pub(crate) struct RetrLoad<'a> {
     pub(crate) pipeline: usize,
     /// Blocking reads and writes (see `conn::Transport::Blocking`).
     pub(crate) blocking: bool,
+    /// Busy-polling reads and writes (see `conn::Transport::Spinning`).
+    pub(crate) spin: bool,
 }
 
 /// One session: login, STAT, RETR 1..=count (`passes` times over) with up
@@ -116,8 +118,8 @@ pub(crate) async fn retr<W, S>(
     stop: impl FnOnce(W) -> S,
 ) -> Result<(RetrReport, S)> {
     let started = Instant::now();
-    let conn = if load.blocking {
-        Conn::connect_blocking(load.addr)?
+    let conn = if load.blocking || load.spin {
+        Conn::connect_blocking(load.addr, load.spin)?
     } else {
         Conn::connect(load.addr).await?
     };
