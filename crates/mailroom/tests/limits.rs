@@ -22,13 +22,7 @@ use common::*;
 
 /// Resident set size (VmRSS) of `pid` in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
+    status_kib(pid, "VmRSS:").unwrap()
 }
 
 /// Samples `pid`'s VmRSS every 50 ms until `stop` is set; the highest seen.

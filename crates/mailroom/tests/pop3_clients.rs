@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Env, PASSWORD, READ_TIMEOUT, Server, ServerOptions, StoredMessage, assert_same_bytes, crlf,
-    dot_stuff, find, require_tool, run_with_timeout, show,
+    dot_stuff, find, require_tool, run_with_timeout, show, status_kib,
 };
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -769,6 +769,40 @@ fn shutdown_ends_an_idle_session_without_update() {
     let mut pop = login_alice(env.server.pop3());
     assert_eq!(pop.stat().0, 3, "DELE without UPDATE removed a message");
     pop.quit();
+}
+
+/// A password check's Argon2id working area (~19 MiB) is given back once
+/// checks stop coming, the second time as the first (the area must not
+/// come back from, and stay in, the heap).
+#[test]
+fn password_check_memory_is_given_back_when_idle() {
+    let env = env_with("pop3-argon-idle", &small_messages(1));
+    let pid = env.server.pid();
+    let rss = || status_kib(pid, "VmRSS:").expect("VmRSS of the server");
+    for user in ["alice", "bob"] {
+        let before = rss();
+        let mut pop = Pop3::connect(env.server.pop3());
+        pop.ok(&format!("USER {user}"));
+        pop.ok(&format!("PASS {PASSWORD}"));
+        pop.quit();
+        let checked = rss();
+        assert!(
+            checked >= before + 15 * 1024,
+            "{user}'s login (an Argon2id check): VmRSS {before} → {checked} KiB"
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let now = rss();
+            if now + 15 * 1024 <= checked {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after {user}'s login VmRSS stays at {now} KiB ({checked} right after it)"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 #[test]

@@ -107,12 +107,16 @@ async fn argon2_verify(hash: String, password: String) -> bool {
 }
 
 /// A fixed set of threads, one per core, that run the Argon2id checks, each
-/// in a working area (~19 MiB) it allocates once and keeps. Allocating and
-/// freeing that area per check, on tokio's blocking pool, fragmented the
-/// heap: after a burst of 20 logins the server held ~270 MiB.
+/// in a working area (~19 MiB) of its own, kept while checks follow one
+/// another and given back once none has come for [`LINGER`]. (Allocating
+/// and freeing that area per check, on tokio's blocking pool, fragmented
+/// the heap: after a burst of 20 logins the server held ~270 MiB; the area
+/// is now a mapping of its own, see `password::Argon2Memory`.)
 mod verifiers {
-    use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-    use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 
     use mailroom_store::password;
     use tokio::sync::oneshot;
@@ -129,16 +133,15 @@ mod verifiers {
             .unwrap_or(2)
     }
 
-    fn queue() -> Option<&'static SyncSender<Job>> {
-        static QUEUE: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
+    fn queue() -> Option<&'static Sender<Job>> {
+        static QUEUE: OnceLock<Option<Sender<Job>>> = OnceLock::new();
         QUEUE
             .get_or_init(|| {
                 // Callers hold one of `count()` permits: the queue never fills.
-                let (tx, rx) = sync_channel::<Job>(count());
-                let rx = Arc::new(Mutex::new(rx));
+                let (tx, rx) = bounded::<Job>(count());
                 let mut started = 0;
                 for i in 0..count() {
-                    let rx = Arc::clone(&rx);
+                    let rx = rx.clone();
                     let spawned = std::thread::Builder::new()
                         .name(format!("argon2-{i}"))
                         .spawn(move || run(&rx));
@@ -152,10 +155,20 @@ mod verifiers {
             .as_ref()
     }
 
-    fn run(rx: &Mutex<Receiver<Job>>) {
+    /// How long a verifier keeps its working area after a check.
+    pub(super) const LINGER: Duration = Duration::from_secs(2);
+
+    fn run(rx: &Receiver<Job>) {
         let mut memory = password::Argon2Memory::default();
         loop {
-            let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+            let job = match rx.recv_timeout(LINGER) {
+                Ok(job) => Ok(job),
+                Err(RecvTimeoutError::Timeout) => {
+                    memory.release();
+                    rx.recv().map_err(|_| ())
+                }
+                Err(RecvTimeoutError::Disconnected) => Err(()),
+            };
             let Ok(job) = job else { return };
             let ok = password::verify_in(&job.hash, &job.password, &mut memory);
             let _ = job.reply.send(ok);
