@@ -275,6 +275,27 @@ impl SubDirs {
 
     /// Opens the message `entry` names, where it was listed (not following
     /// a symbolic link, see [`open_nofollow`]).
+    /// Message `entry` read whole from the page cache, without waiting for
+    /// the disk (RWF_NOWAIT): `None` when any of it is not cached, when it
+    /// has moved, or on any error (the caller reads it the ordinary way).
+    fn read_cached(&self, entry: &Listed) -> Option<Vec<u8>> {
+        let size = usize::try_from(entry.size?).ok()?;
+        let file = self.open_message(entry).ok()?;
+        // One octet more than expected, to see that the file is not longer.
+        let mut bytes = vec![0u8; size + 1];
+        let n = rustix::io::preadv2(
+            &file,
+            &mut [io::IoSliceMut::new(&mut bytes)],
+            0,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        )
+        .ok()?;
+        (n == size).then(|| {
+            bytes.truncate(n);
+            bytes
+        })
+    }
+
     fn open_message(&self, entry: &Listed) -> io::Result<fs::File> {
         let dir = if entry.sub == NEW {
             &self.new
@@ -537,6 +558,25 @@ impl Maildrop for MaildirDrop {
         }
     }
 
+    fn idle(&self) {
+        // Not while a background read is under way: it holds the next ones.
+        let prefetch = lock(&self.prefetch);
+        if prefetch.is_some() {
+            return;
+        }
+        let mut ahead = lock(&self.ahead);
+        for i in ahead.top_up(IDLE_READS, |i| self.whole_size(i)) {
+            let Some(entry) = self.listed.get(i) else {
+                break;
+            };
+            match self.dirs.read_cached(entry) {
+                Some(bytes) => ahead.hold([(i, bytes)]),
+                // Not all in the page cache (or moved): left to open().
+                None => break,
+            }
+        }
+    }
+
     async fn commit(self: Box<Self>, indices: &[usize]) -> Result<(), StoreError> {
         let wanted: BTreeSet<usize> = indices.iter().copied().collect();
         if wanted.iter().any(|&i| i >= self.listed.len()) {
@@ -671,6 +711,10 @@ pub(crate) fn join_error(e: tokio::task::JoinError) -> StoreError {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+/// Messages a session reads from the page cache each time it goes idle
+/// (see [`Maildrop::idle`]): one reply's worth of reading ahead.
+const IDLE_READS: usize = 2;
 
 pub(crate) const TMP: &str = "tmp";
 pub(crate) const NEW: &str = "new";

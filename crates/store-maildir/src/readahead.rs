@@ -9,10 +9,13 @@
 //! again at one, so a client that picks single messages reads nothing extra.
 //! What is held is bounded by [`MAX_BYTES`] per session.
 //!
-//! Once the window has grown, the next messages are read in the background
-//! while the held ones are served ([`ReadAhead::refill`]): a sequential
-//! reader then never waits for the disk, the reading overlapping the
-//! network round trips.
+//! Once the window has grown, the session tops the held run up from the
+//! page cache each time it has answered and waits for the client
+//! ([`ReadAhead::top_up`], `Maildrop::idle`): no thread hand-off, the reading
+//! done while the reply travels. A client that pipelines outruns that, and
+//! the next messages are then read in the background while the held ones
+//! are served ([`ReadAhead::refill`]): a sequential reader never waits for
+//! the disk.
 
 use std::collections::VecDeque;
 
@@ -82,6 +85,19 @@ impl ReadAhead {
         (!plan.is_empty()).then_some(plan)
     }
 
+    /// While the reader goes in order: up to `most` indices that continue
+    /// the held run within the window and [`MAX_BYTES`], to read now (the
+    /// session is idle) so that the held run stays full and no background
+    /// refill is needed. The window does not grow.
+    pub(crate) fn top_up(&self, most: usize, size: impl Fn(usize) -> Option<u64>) -> Vec<usize> {
+        if self.window < 2 || self.held.len() >= self.window {
+            return Vec::new();
+        }
+        let start = self.held.back().map_or(self.next, |(i, _)| i + 1);
+        let held: u64 = self.held.iter().map(|(_, b)| b.len() as u64).sum();
+        run_within(start, most.min(self.window - self.held.len()), held, size)
+    }
+
     /// Keeps what a planned read brought beyond the requested message, in
     /// index order.
     pub(crate) fn hold(&mut self, read: impl IntoIterator<Item = (usize, Vec<u8>)>) {
@@ -135,6 +151,28 @@ mod tests {
         }
         // 1 + 2 + 4 + 8 + 16 + 32 + 32 + 5 = 100
         assert_eq!(trips, 8);
+    }
+
+    #[test]
+    fn top_ups_continue_the_held_run_within_the_window() {
+        let mut ra = ReadAhead::default();
+        assert!(
+            ra.top_up(2, small(100)).is_empty(),
+            "no reader in order yet"
+        );
+        ra.plan(0, small(100));
+        assert!(ra.top_up(2, small(100)).is_empty(), "window 1");
+        let plan = ra.plan(1, small(100));
+        assert_eq!(plan, vec![1, 2]);
+        ra.hold([(2, vec![0; 2048])]);
+        // Window 2, one held: one more, after the held run.
+        assert_eq!(ra.top_up(2, small(100)), vec![3]);
+        ra.hold([(3, vec![0; 2048])]);
+        assert!(ra.top_up(2, small(100)).is_empty(), "the window is full");
+        assert!(ra.take(2).is_some());
+        assert_eq!(ra.top_up(2, small(100)), vec![4]);
+        // Not past the end of the maildrop.
+        assert!(ra.top_up(2, small(4)).is_empty());
     }
 
     #[test]

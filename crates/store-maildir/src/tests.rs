@@ -545,8 +545,10 @@ async fn reads_in_any_order_match_the_listing_even_when_files_move() {
     let expect = |i: usize| expected[i].clone();
     let drop = store.open_maildrop("alice").await.unwrap();
     // In order (read-ahead windows grow), then a jump back and forth.
+    // Each read followed by idle(), as the POP3 driver does between replies.
     for i in 0..20 {
         assert_eq!(read(&*drop, i).await.unwrap(), expect(i), "message {i}");
+        drop.idle();
     }
     // Every message not yet read moves to cur/ behind the session's back;
     // whether it was read ahead or not, it still reads right.
@@ -562,7 +564,45 @@ async fn reads_in_any_order_match_the_listing_even_when_files_move() {
         let got = read(&*drop, i).await.unwrap();
         assert_eq!(got, expect(i), "message {i}");
         assert_eq!(got.len() as u64, drop.messages()[i].size);
+        drop.idle();
     }
+}
+
+/// Between replies (idle) the maildrop reads the next message of an
+/// in-order reader from the page cache: it is held before it is asked for,
+/// so it still reads after its file is gone.
+#[tokio::test]
+async fn idle_reads_the_next_message_ahead() {
+    let (dir, store) = setup();
+    add(&store, "alice").await;
+    for i in 0..6 {
+        store
+            .deliver(&users(&["alice"]), &message(&format!("message {i}\r\n")))
+            .await
+            .unwrap();
+    }
+    let drop = store.open_maildrop("alice").await.unwrap();
+    let mut expected = Vec::new();
+    for i in (0..6).rev() {
+        expected.insert(0, read(&*drop, i).await.unwrap());
+    }
+    std::mem::drop(drop);
+    let drop = store.open_maildrop("alice").await.unwrap();
+    // 0 then 1 in order: the window is 2 and message 2 is held.
+    assert_eq!(read(&*drop, 0).await.unwrap(), expected[0]);
+    assert_eq!(read(&*drop, 1).await.unwrap(), expected[1]);
+    drop.idle();
+    // Message 3 was read by idle() (nothing else reads it before 2 is
+    // taken): removing its file now does not take it away.
+    let root = dir.path().join("mail/alice/new");
+    let uid = drop.messages()[3].uid.clone();
+    let name = names_in(&root)
+        .into_iter()
+        .find(|n| n.starts_with(&uid))
+        .unwrap();
+    fs::remove_file(root.join(name)).unwrap();
+    assert_eq!(read(&*drop, 2).await.unwrap(), expected[2]);
+    assert_eq!(read(&*drop, 3).await.unwrap(), expected[3]);
 }
 
 #[tokio::test]
@@ -618,6 +658,7 @@ async fn a_symbolic_link_in_a_maildir_is_not_followed() {
     assert_eq!(drop.messages().len(), 3);
     let mut readable = 0;
     for i in 0..3 {
+        drop.idle();
         match read(&*drop, i).await {
             Ok(bytes) => {
                 assert!(bytes.ends_with(b"real\r\n"), "message {i}: {bytes:?}");

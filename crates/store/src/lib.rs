@@ -214,6 +214,12 @@ pub trait Maildrop: Send + Sync {
     /// memory, else as a stream.
     async fn open(&self, index: usize) -> Result<MessageBody, StoreError>;
 
+    /// The session has answered and waits for its client: a moment for
+    /// cheap work that makes the next [`Maildrop::open`] faster, done while
+    /// the reply travels (the maildir reads the next message from the page
+    /// cache). Must not block: no disk waits, no locks held long.
+    fn idle(&self) {}
+
     /// Deletes the messages at `indices` durably and releases the lock (the
     /// POP3 UPDATE state). Returns only once the deletions are on disk.
     async fn commit(self: Box<Self>, indices: &[usize]) -> Result<(), StoreError>;

@@ -198,6 +198,10 @@ async fn session(
         if session.is_closed() {
             break;
         }
+        // The reply is on its way: the store may read ahead meanwhile.
+        if let Some(drop) = &maildrop {
+            drop.idle();
+        }
         // Input first: the signal is looked at while the session waits, and
         // here for a client whose commands are always already waiting.
         let input = if shutdown.is_triggered() {
