@@ -766,6 +766,21 @@ fn submission_requires_auth_and_owned_sender() {
         "5.7.0",
         "MAIL before AUTH on submission",
     );
+    // RFC 4954 §4 / RFC 4616 §2: a response that is not base64 is 501; a
+    // well-formed one the server will not accept (an empty message, alice's
+    // password to act as bob) fails the authentication.
+    smtp.cmd("AUTH PLAIN !!!").expect(
+        501,
+        "5.5.2",
+        "AUTH PLAIN with a response that is not base64",
+    );
+    smtp.cmd("AUTH PLAIN =")
+        .expect(535, "5.7.8", "AUTH PLAIN with an empty response");
+    smtp.cmd(&format!(
+        "AUTH PLAIN {}",
+        b64(format!("bob\0alice\0{PASSWORD}").as_bytes())
+    ))
+    .expect(535, "5.7.8", "AUTH PLAIN as alice, to act as bob");
     smtp.cmd(&format!("AUTH PLAIN {}", plain("alice", PASSWORD)))
         .expect(235, "", "AUTH PLAIN on loopback");
     smtp.cmd("MAIL FROM:<bob@example.test>")

@@ -26,8 +26,13 @@ pub(crate) enum Step {
         user: String,
         credential: Credential,
     },
-    /// The client sent something malformed (501 5.5.2 / -ERR).
+    /// The client's line is not base64 (RFC 4954 §4: 501 5.5.2).
     Malformed,
+    /// Decoded, but not credentials this server accepts: a PLAIN message
+    /// without its three fields, an authzid naming another user, text that
+    /// is not UTF-8. The authentication fails (535 5.7.8), as RFC 4616 §2
+    /// has it for an authzid the server will not act as.
+    Refused,
 }
 
 /// One SASL exchange in progress.
@@ -99,14 +104,14 @@ impl Exchange {
                     // "Password:"
                     Step::Challenge("UGFzc3dvcmQ6".to_string())
                 }
-                _ => Step::Malformed,
+                _ => Step::Refused,
             },
             State::LoginPassword { user } => match String::from_utf8(decoded) {
                 Ok(password) => Step::Done {
                     user,
                     credential: Credential::Password(password),
                 },
-                Err(_) => Step::Malformed,
+                Err(_) => Step::Refused,
             },
             State::CramMd5 { challenge } => {
                 let text = String::from_utf8(decoded).unwrap_or_default();
@@ -118,7 +123,7 @@ impl Exchange {
                             digest: digest.to_ascii_lowercase(),
                         },
                     },
-                    _ => Step::Malformed,
+                    _ => Step::Refused,
                 }
             }
             State::Finished => Step::Malformed,
@@ -133,17 +138,17 @@ fn plain(decoded: &[u8]) -> Step {
     let (Some(authzid), Some(authcid), Some(password), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Step::Malformed;
+        return Step::Refused;
     };
     let (Ok(authzid), Ok(user), Ok(password)) = (
         std::str::from_utf8(authzid),
         std::str::from_utf8(authcid),
         std::str::from_utf8(password),
     ) else {
-        return Step::Malformed;
+        return Step::Refused;
     };
     if user.is_empty() || (!authzid.is_empty() && !authzid.eq_ignore_ascii_case(user)) {
-        return Step::Malformed;
+        return Step::Refused;
     }
     Step::Done {
         user: user.to_string(),
@@ -198,15 +203,17 @@ mod tests {
             Exchange::start("PLAIN", None, "n", "h").unwrap_or_else(|| panic!("PLAIN known"));
         assert_eq!(step, Step::Challenge(String::new()));
         assert!(matches!(ex.step(&ir), Step::Done { .. }));
-        // An authzid for another user, a missing field, or bad base64 is malformed.
-        for bad in [
-            BASE64.encode(b"root\0tim\0pw"),
-            BASE64.encode(b"tim\0pw"),
-            "!!!".to_string(),
+        // An authzid for another user, a missing field, an empty message
+        // ("=") are refused; what is not base64 is malformed.
+        for (bad, expected) in [
+            (BASE64.encode(b"root\0tim\0pw"), Step::Refused),
+            (BASE64.encode(b"tim\0pw"), Step::Refused),
+            ("=".to_string(), Step::Refused),
+            ("!!!".to_string(), Step::Malformed),
         ] {
             let (_, step) = Exchange::start("PLAIN", Some(&bad), "n", "h")
                 .unwrap_or_else(|| panic!("PLAIN known"));
-            assert_eq!(step, Step::Malformed, "{bad}");
+            assert_eq!(step, expected, "{bad}");
         }
     }
 

@@ -310,6 +310,10 @@ impl Driver {
                 self.sasl = None;
                 session.respond(codes::auth_bad_base64());
             }
+            Step::Refused => {
+                self.sasl = None;
+                session.respond(codes::auth_failed());
+            }
             Step::Done { user, credential } => {
                 self.sasl = None;
                 match auth::verify(&self.ctx, self.peer.ip(), &user, Proof::Sasl(credential)).await
