@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use mailroom_core::Address;
+use mailroom_core::{Address, Domain};
 
 /// What the `Received:` header records about one accepted message.
 pub(crate) struct ReceivedInfo<'a> {
@@ -35,21 +35,27 @@ pub(crate) fn received(info: &ReceivedInfo<'_>, out: &mut Vec<u8>) {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("IPv6:{v6}"),
     };
-    // The HELO name is client-controlled: keep only characters that cannot
-    // break the header's syntax.
-    let helo: String = info
-        .helo
-        .chars()
-        .filter(|c| c.is_ascii_graphic() && !"()\\;".contains(*c))
-        .take(255)
-        .collect();
-    let helo = if helo.is_empty() {
-        "unknown".to_string()
+    // RFC 5321 §4.4: From-domain is the EHLO name, a Domain or an address
+    // literal. A name that is neither (the client's to choose) goes in a
+    // comment instead, with only characters that cannot break the syntax.
+    let (from, helo_comment) = if Domain::parse(info.helo, false).is_ok() {
+        (info.helo.to_string(), String::new())
     } else {
-        helo
+        let shown: String = info
+            .helo
+            .chars()
+            .filter(|c| c.is_ascii_graphic() && !"()\\;".contains(*c))
+            .take(255)
+            .collect();
+        let comment = if shown.is_empty() {
+            String::new()
+        } else {
+            format!("\r\n\t(helo={shown})")
+        };
+        ("unknown".to_string(), comment)
     };
     let mut header = format!(
-        "Received: from {helo} ([{ip}])\r\n\tby {} (mailroom) with {} id {}",
+        "Received: from {from} ([{ip}]){helo_comment}\r\n\tby {} (mailroom) with {} id {}",
         info.hostname, info.protocol, info.id
     );
     if let Some(rcpt) = info.single_recipient {
@@ -80,8 +86,42 @@ mod tests {
         let text = String::from_utf8(out).unwrap_or_default();
         assert_eq!(
             text,
-            "Received: from client.exampleevilX-Injected:yes ([192.0.2.1])\r\n\tby mx.example.test (mailroom) with ESMTP id ABC123\r\n\tfor <alice@example.test>;\r\n\tFri, 27 Nov 2026 15:48:59 +0000\r\n"
+            "Received: from unknown ([192.0.2.1])\r\n\t(helo=client.exampleevilX-Injected:yes)\r\n\tby mx.example.test (mailroom) with ESMTP id ABC123\r\n\tfor <alice@example.test>;\r\n\tFri, 27 Nov 2026 15:48:59 +0000\r\n"
         );
+        // A name or an address literal is the From-domain itself; anything
+        // else is only commented.
+        for (helo, from) in [
+            (
+                "client.example",
+                "from client.example ([192.0.2.1])\r\n\tby",
+            ),
+            ("[192.0.2.7]", "from [192.0.2.7] ([192.0.2.1])\r\n\tby"),
+            (
+                "[IPv6:2001:db8::1]",
+                "from [IPv6:2001:db8::1] ([192.0.2.1])\r\n\tby",
+            ),
+            (
+                "<script>",
+                "from unknown ([192.0.2.1])\r\n\t(helo=<script>)\r\n\tby",
+            ),
+            (
+                "[1.2.3.4",
+                "from unknown ([192.0.2.1])\r\n\t(helo=[1.2.3.4)\r\n\tby",
+            ),
+            (
+                "bad..name",
+                "from unknown ([192.0.2.1])\r\n\t(helo=bad..name)\r\n\tby",
+            ),
+            ("", "from unknown ([192.0.2.1])\r\n\tby"),
+        ] {
+            let mut out = Vec::new();
+            received(&ReceivedInfo { helo, ..info }, &mut out);
+            let text = String::from_utf8(out).unwrap_or_default();
+            assert!(
+                text.starts_with(&format!("Received: {from}")),
+                "{helo:?}: {text}"
+            );
+        }
         let mut rp = Vec::new();
         return_path(None, &mut rp);
         assert_eq!(rp, b"Return-Path: <>\r\n");
