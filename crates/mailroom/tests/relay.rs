@@ -412,3 +412,65 @@ fn crash_during_delivery_loses_nothing() {
     }
     drop(server);
 }
+
+/// RFC 3461 §5.2.2: NOTIFY=SUCCESS for a local recipient brings the sender a
+/// "delivered" report once the message is in the recipient's maildrop; a
+/// recipient without it brings none.
+#[test]
+fn notify_success_for_a_local_recipient_reports_delivered() {
+    let a = Env::with(
+        "relay-dsn-delivered",
+        ServerOptions::default().config(&relay_config("")),
+    );
+    let message = simple_message("with a receipt", "Tell me when it is there.");
+    let mut smtp = Smtp::connect(a.smtp());
+    smtp.read_reply().expect(220, "", "greeting");
+    smtp.ehlo("client.test");
+    smtp.ok("MAIL FROM:<alice@example.test> ENVID=receipt-1", 250);
+    smtp.ok("RCPT TO:<bob@example.test> NOTIFY=SUCCESS,FAILURE", 250);
+    smtp.ok("DATA", 354);
+    smtp.send(&dot_stuff(&message));
+    smtp.read_reply().expect(250, "", "end of data");
+    smtp.quit();
+
+    assert!(
+        wait_for(DELIVERY, || a.messages("bob").len() == 1
+            && a.messages("alice").len() == 1),
+        "bob: {} message(s), alice: {} report(s); queue:\n{}",
+        a.messages("bob").len(),
+        a.messages("alice").len(),
+        queue_list(&a.dir.data_dir())
+    );
+    let delivered = &a.messages("bob")[0];
+    assert!(delivered.text().contains("Tell me when it is there."));
+    assert!(
+        delivered
+            .text()
+            .starts_with("Return-Path: <alice@example.test>\r\n"),
+        "{}",
+        delivered.text()
+    );
+    let report = &a.messages("alice")[0];
+    report.assert_well_formed();
+    assert_null_return_path(report);
+    let text = report.text();
+    for want in [
+        "Action: delivered",
+        "Final-Recipient: rfc822; bob@example.test",
+        "Original-Envelope-Id: receipt-1",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    assert_dsn_parses(&a.dir, &report.bytes);
+
+    // Without NOTIFY=SUCCESS: delivered, no report.
+    submit(
+        a.smtp(),
+        "alice@example.test",
+        &["bob@example.test"],
+        &message,
+    );
+    assert!(wait_for(DELIVERY, || a.messages("bob").len() == 2));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(a.messages("alice").len(), 1, "a report nobody asked for");
+}

@@ -241,12 +241,32 @@ impl Driver {
             Event::RcptTo { recipient } => {
                 match router.route(&recipient.path, self.may_relay(session)).await {
                     Ok(Route::Local(users, remote)) => {
-                        self.targets.extend(users);
-                        // An alias's remote members keep the original DSN
-                        // parameters of the recipient that named the alias.
-                        for address in remote {
+                        let wants_success = recipient
+                            .params
+                            .notify
+                            .as_ref()
+                            .is_some_and(|n| n.contains(&Notify::Success));
+                        if wants_success && !users.is_empty() && self.ctx.queue.is_some() {
+                            // RFC 3461 §5.2.2: NOTIFY=SUCCESS asks for a
+                            // "delivered" DSN, which the queue's local
+                            // delivery sends: the recipient goes through it
+                            // (which routes an alias's members again).
+                            let address = match &recipient.path {
+                                ForwardPath::Mailbox(address) => address.to_string(),
+                                ForwardPath::Postmaster => {
+                                    format!("postmaster@{}", self.config.hostname)
+                                }
+                            };
                             self.remote
-                                .push(queued_recipient(address.to_string(), &recipient.params));
+                                .push(queued_recipient(address, &recipient.params));
+                        } else {
+                            self.targets.extend(users);
+                            // An alias's remote members keep the original DSN
+                            // parameters of the recipient that named the alias.
+                            for address in remote {
+                                self.remote
+                                    .push(queued_recipient(address.to_string(), &recipient.params));
+                            }
                         }
                         session.accept();
                     }
