@@ -138,10 +138,25 @@ fn bdat_transaction() {
     smtp.read_reply().expect(250, "", "pipelined RCPT");
     smtp.read_reply().expect(250, "", "pipelined BDAT");
     smtp.read_reply().expect(250, "", "BDAT 0 LAST");
+    // A message whose last line has no CRLF (BDAT allows it, DATA cannot
+    // send it) is stored with one: its size is then what POP3 sends.
+    let message3 = b"Subject: no final line end\r\n\r\nlast line".to_vec();
+    smtp.ok(&format!("MAIL FROM:<{FROM}>"), 250);
+    smtp.ok(&format!("RCPT TO:<{ALICE}>"), 250);
+    let mut chunk = format!("BDAT {} LAST\r\n", message3.len()).into_bytes();
+    chunk.extend_from_slice(&message3);
+    smtp.send(&chunk);
+    smtp.read_reply()
+        .expect(250, "", "BDAT LAST without a final CRLF");
     smtp.quit();
 
     let stored = env.messages("alice");
-    assert_eq!(stored.len(), 2, "two BDAT messages");
+    assert_eq!(stored.len(), 3, "three BDAT messages");
+    let completed = [message3.as_slice(), b"\r\n"].concat();
+    assert!(
+        stored.iter().any(|m| m.body() == completed.as_slice()),
+        "the message without a final CRLF was not stored with one"
+    );
     let bodies: Vec<&[u8]> = stored.iter().map(|m| m.body()).collect();
     assert!(
         bodies.contains(&message.as_slice()),

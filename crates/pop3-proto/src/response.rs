@@ -74,6 +74,20 @@ pub struct Response {
 }
 
 impl Response {
+    /// This error, saying that the session ends for too many errors.
+    pub fn closing(&self) -> Response {
+        let text = if self.text.is_empty() {
+            Cow::Borrowed("too many errors, closing")
+        } else {
+            Cow::Owned(format!("{}; too many errors, closing", self.text))
+        };
+        Response {
+            status: self.status,
+            code: self.code,
+            text,
+        }
+    }
+
     /// A `+OK` response with fixed text.
     pub const fn ok(text: &'static str) -> Self {
         Response {
@@ -171,8 +185,6 @@ impl Response {
     pub const LINE_TOO_LONG: Response = Response::err("line too long");
     /// A line with a CR or LF that is not part of the final CRLF.
     pub const BARE_LINE_ENDING: Response = Response::err("bare CR or LF in command line");
-    /// The client kept sending bad commands; the session ends.
-    pub const TOO_MANY_ERRORS: Response = Response::err("too many errors");
     /// A transaction command before login.
     pub const NOT_LOGGED_IN: Response = Response::err("Command not valid before login");
     /// An authorization command after login.

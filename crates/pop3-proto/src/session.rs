@@ -45,7 +45,8 @@ pub struct ServerConfig {
     /// without a shared secret, whose APOP logins simply fail.
     pub apop: bool,
     /// Bad commands (unknown, syntax, wrong state, bad line ends, failed
-    /// logins) before the session answers `-ERR too many errors` and closes.
+    /// logins) before the session closes, the last one's error saying so
+    /// (`-ERR …; too many errors, closing`).
     /// Default 10: a real client makes one or two mistakes, a password
     /// guesser or a client of another protocol many. 0 behaves as 1.
     pub max_errors: u32,
@@ -737,13 +738,17 @@ impl ServerSession {
         }
     }
 
-    /// Sends an error that counts toward [`ServerConfig::max_errors`].
+    /// Sends an error that counts toward [`ServerConfig::max_errors`]. The
+    /// last one allowed also says the session ends, in the same line:
+    /// RFC 1939 §3 has one response per command, and a second line would
+    /// read as the answer to the client's next (pipelined) command.
     fn reject(&mut self, response: &Response) {
-        self.reply(response);
         self.errors = self.errors.saturating_add(1);
         if self.errors >= self.config.max_errors {
-            self.reply(&Response::TOO_MANY_ERRORS);
+            self.reply(&response.closing());
             self.close();
+        } else {
+            self.reply(response);
         }
     }
 

@@ -838,7 +838,7 @@ fn too_many_errors_closes() {
     assert_eq!(
         reply(&mut session, "FOO\r\nSTAT\r\nBAR\n"),
         "-ERR Unknown command\r\n-ERR Command not valid before login\r\n\
-         -ERR bare CR or LF in command line\r\n-ERR too many errors\r\n"
+         -ERR bare CR or LF in command line; too many errors, closing\r\n"
     );
     assert!(session.is_closed());
     assert_eq!(reply(&mut session, "USER alice\r\n"), "");
@@ -860,7 +860,7 @@ fn failed_logins_count_as_errors() {
         } else {
             assert_eq!(
                 output,
-                "-ERR [AUTH] Authentication failed\r\n-ERR too many errors\r\n"
+                "-ERR [AUTH] Authentication failed; too many errors, closing\r\n"
             );
         }
     }

@@ -411,6 +411,15 @@ impl Driver {
         data: Vec<u8>,
     ) -> Reply {
         let config = &self.config;
+        let mut data = data;
+        // BDAT (RFC 3030) can carry a message whose last line has no CRLF;
+        // DATA cannot. Every message is stored with one, so that its size
+        // is what POP3 sends (RFC 1939 §3 ends every line of a response
+        // with CRLF) and relaying it with DATA changes nothing. DKIM's body
+        // canonicalizations add that CRLF too (RFC 6376 §3.4.3, §3.4.4).
+        if !data.is_empty() && !data.ends_with(b"\r\n") {
+            data.extend_from_slice(b"\r\n");
+        }
         let hops = message::received_header_count(&data);
         if hops >= config.max_hops {
             tracing::warn!(hops, "mail loop suspected; message refused");
