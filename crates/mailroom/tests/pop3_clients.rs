@@ -805,6 +805,22 @@ fn password_check_memory_is_given_back_when_idle() {
     }
 }
 
+/// A full address in a local domain names its user (account wizards try it
+/// first); one in another domain names nobody.
+#[test]
+fn a_full_local_address_logs_in_as_its_user() {
+    let env = env_with("pop3-full-address", &small_messages(1));
+    let mut pop = Pop3::connect(env.server.pop3());
+    pop.ok("USER Alice@Example.Test");
+    pop.ok(&format!("PASS {PASSWORD}"));
+    assert_eq!(pop.stat().0, 1, "alice's maildrop");
+    pop.quit();
+    let mut pop = Pop3::connect(env.server.pop3());
+    pop.ok("USER alice@elsewhere.test");
+    let reply = pop.cmd(&format!("PASS {PASSWORD}"));
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply}");
+}
+
 #[test]
 fn uidl_is_unique_and_survives_restart() {
     let env_messages = small_messages(4);

@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
+use mailroom_core::Domain;
 use mailroom_store::{User, password};
 
 use crate::Context;
@@ -39,7 +40,7 @@ pub(crate) async fn verify(ctx: &Context, ip: IpAddr, user: &str, proof: Proof) 
         metrics::counter!("mailroom_auth_blocked_total").increment(1);
         return Verdict::Blocked;
     }
-    let name = user.to_lowercase();
+    let name = login_name(ctx, user);
     let record = match ctx.users.lookup(&name).await {
         Ok(record) => record,
         Err(err) => {
@@ -56,6 +57,20 @@ pub(crate) async fn verify(ctx: &Context, ip: IpAddr, user: &str, proof: Proof) 
     tracing::info!(user = %name, delay_ms = delay.as_millis() as u64, "login failed");
     tokio::time::sleep(delay).await;
     Verdict::Rejected
+}
+
+/// The user a login names: lower case, and a full address in a local
+/// domain (`alice@example.test`, as account wizards try first) stands for
+/// its local part. Any other `@` stays, and names no user.
+fn login_name(ctx: &Context, user: &str) -> String {
+    let name = user.to_lowercase();
+    if let Some((local, domain)) = name.rsplit_once('@')
+        && !local.is_empty()
+        && Domain::parse(domain, true).is_ok_and(|d| ctx.config().is_local_domain(&d))
+    {
+        return local.to_string();
+    }
+    name
 }
 
 async fn check(record: Option<&User>, proof: Proof) -> bool {
