@@ -821,6 +821,44 @@ fn a_full_local_address_logs_in_as_its_user() {
     assert!(reply.starts_with("-ERR [AUTH]"), "{reply}");
 }
 
+/// Messages another program left in the Maildir, with LF or CR line ends
+/// and no size in their names: LIST and STAT count what RETR sends, every
+/// line end as CRLF (RFC 1939 §10).
+#[test]
+fn foreign_messages_with_bare_line_ends_are_sized_as_sent() {
+    let env = env_with("pop3-foreign-lf", &small_messages(1));
+    let root = env.dir.data_dir().join("mail/alice");
+    std::fs::write(
+        root.join("new/1000000001.foreign-lf.host"),
+        b"Subject: lf\n\nline1\n.dotline\nend\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("cur/1000000002.foreign-mixed.host:2,S"),
+        b"Subject: mixed\r\n\nline1\rline2",
+    )
+    .unwrap();
+    let mut pop = login_alice(env.server.pop3());
+    let mut total = 0;
+    for n in 1..=3 {
+        let listed: usize = pop.ok(&format!("LIST {n}"))[4..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        let sent = pop.retr(n);
+        assert_eq!(
+            listed,
+            sent.len(),
+            "message {n}: LIST vs RETR ({})",
+            show(&sent)
+        );
+        total += sent.len() as u64;
+    }
+    assert_eq!(pop.stat(), (3, total));
+    pop.quit();
+}
+
 #[test]
 fn uidl_is_unique_and_survives_restart() {
     let env_messages = small_messages(4);

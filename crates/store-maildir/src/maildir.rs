@@ -6,7 +6,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -356,9 +356,10 @@ pub(crate) fn open_maildrop(inner: Arc<Inner>, name: String) -> Result<MaildirDr
     for entry in listed {
         let size = match entry.size {
             Some(size) => size,
-            // No S= in the name (written by another agent): stat it once.
-            None => match fs::metadata(entry.path(&root)) {
-                Ok(meta) => meta.size(),
+            // No S= in the name: another agent wrote it, perhaps with LF
+            // line ends; read it once to count what POP3 will send.
+            None => match open_nofollow(&entry.path(&root)).and_then(wire_size) {
+                Ok(size) => size,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(StoreError::from_io(e)),
             },
@@ -684,6 +685,42 @@ impl MaildirDrop {
 /// gives everything up to its end in one read), which saves the `statx` and
 /// the read that only sees the end in `fs::read`. Any other count means the
 /// name is wrong or the read was short: read on to the end.
+/// The octets POP3 sends for a file whose line ends may be LF or CR alone
+/// (another agent's): every line end counts as CRLF, as RFC 1939 §10 asks,
+/// and a last line without one gains it, as RETR sends them (the POP3
+/// encoder repairs both).
+fn wire_size(mut file: fs::File) -> io::Result<u64> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut size, mut after_cr, mut last) = (0u64, false, None);
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for &b in &buf[..n] {
+            // A CR counts 1 when it comes; its LF, 1 more whether it follows
+            // or is added. A bare LF counts 2.
+            size += match (b, after_cr) {
+                (b'\n', true) => 1,
+                (b'\n', false) => 2,
+                (_, true) => 2,
+                (_, false) => 1,
+            };
+            after_cr = b == b'\r';
+        }
+        last = buf[..n].last().copied();
+    }
+    if after_cr {
+        size += 1;
+    } else if last.is_some_and(|b| b != b'\n') {
+        size += 2;
+    }
+    Ok(size)
+}
+
 fn read_sized(mut file: fs::File, size: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let want = usize::try_from(size)
@@ -731,7 +768,35 @@ const WHOLE_READ_LIMIT: u64 = 256 * 1024;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod read_sized_tests {
-    use super::read_sized;
+    use super::{read_sized, wire_size};
+
+    #[test]
+    fn wire_sizes_count_every_line_end_as_crlf() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        for (content, wire) in [
+            (&b""[..], &b""[..]),
+            (b"a\r\n", b"a\r\n"),
+            (b"a\n", b"a\r\n"),
+            (b"a\rb", b"a\r\nb\r\n"),
+            (b"a\r", b"a\r\n"),
+            (b"a", b"a\r\n"),
+            (b"a\r\r\n\n", b"a\r\n\r\n\r\n"),
+            (
+                b"Subject: lf\n\nline1\n.dotline\nend\n",
+                b"Subject: lf\r\n\r\nline1\r\n.dotline\r\nend\r\n",
+            ),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            let size = wire_size(std::fs::File::open(&path).unwrap()).unwrap();
+            assert_eq!(
+                size,
+                wire.len() as u64,
+                "{:?}",
+                String::from_utf8_lossy(content)
+            );
+        }
+    }
 
     #[test]
     fn reads_the_whole_file_whatever_the_name_says() {
