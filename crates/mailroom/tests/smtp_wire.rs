@@ -344,10 +344,21 @@ fn mail_loop_with_101_received_is_554_5_4_6() {
     ));
     smtp.send_mail(FROM, &[ALICE], &fine)
         .expect(250, "", "3 Received: headers");
+    // max_hops (100) is what a message may already carry: 100 pass.
+    let at_limit = crlf(&format!(
+        "{}From: sender@remote.test\nSubject: hops\n\na hundred hops\n",
+        received(100)
+    ));
+    smtp.send_mail(FROM, &[ALICE], &at_limit)
+        .expect(250, "", "100 Received: headers");
     smtp.quit();
     let stored = env.messages("alice");
-    assert_eq!(stored.len(), 1);
-    assert_same_bytes(stored[0].body(), &fine, "message with 3 hops");
+    assert_eq!(stored.len(), 2);
+    let three = stored
+        .iter()
+        .find(|m| m.text().contains("three hops"))
+        .expect("the message with 3 hops");
+    assert_same_bytes(three.body(), &fine, "message with 3 hops");
 }
 
 #[test]

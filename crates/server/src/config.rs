@@ -71,7 +71,7 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Connections open at once from one client address.
     pub max_connections_per_ip: usize,
-    /// Most `Received:` headers a message may carry before it is taken for a loop.
+    /// Most `Received:` headers a message may carry; more are taken for a loop.
     pub max_hops: usize,
     /// Networks where AUTH and USER/PASS are allowed without TLS.
     pub plaintext_auth_networks: Vec<IpNet>,

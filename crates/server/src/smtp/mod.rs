@@ -421,7 +421,8 @@ impl Driver {
             data.extend_from_slice(b"\r\n");
         }
         let hops = message::received_header_count(&data);
-        if hops >= config.max_hops {
+        // RFC 5321 §6.3: more hops than any real path has is a loop.
+        if hops > config.max_hops {
             tracing::warn!(hops, "mail loop suspected; message refused");
             return codes::mail_loop();
         }
