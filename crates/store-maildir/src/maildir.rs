@@ -216,9 +216,10 @@ struct Listed {
     /// The same base under another name: a move between new/ and cur/
     /// caught half-way (link, then unlink). Deleted together with it.
     twins: Vec<PathBuf>,
-    /// Sort key: the name's leading seconds (unparsable last), then the
-    /// file name.
+    /// Sort key: the name's leading seconds (unparsable last), its
+    /// microseconds, then the file name.
     secs: u64,
+    micros: u32,
     /// From `,S=`, when the name carries it.
     size: Option<u64>,
 }
@@ -350,7 +351,7 @@ pub(crate) fn open_maildrop(inner: Arc<Inner>, name: String) -> Result<MaildirDr
     sweep_tmp(&root.join(TMP), SystemTime::now());
     let mut listed = list(&root).map_err(StoreError::from_io)?;
     // Oldest first: POP3 clients expect message 1 to be the oldest.
-    listed.sort_by(|a, b| (a.secs, &a.file_name).cmp(&(b.secs, &b.file_name)));
+    listed.sort_by(|a, b| (a.secs, a.micros, &a.file_name).cmp(&(b.secs, b.micros, &b.file_name)));
     let mut infos = Vec::with_capacity(listed.len());
     let mut keep = Vec::with_capacity(listed.len());
     for entry in listed {
@@ -410,6 +411,7 @@ fn list(root: &Path) -> io::Result<Vec<Listed>> {
                 sub,
                 base_len: info.base.len(),
                 secs: info.secs.unwrap_or(u64::MAX),
+                micros: names::micros(info.base),
                 size: info.size,
                 file_name: bytes.into(),
                 twins: Vec::new(),

@@ -84,6 +84,22 @@ pub(crate) fn parse(name: &[u8]) -> NameInfo<'_> {
     NameInfo { base, size, secs }
 }
 
+/// The microseconds of a `<secs>.M<micros>…` name (ours, and the Maildir
+/// convention others follow), 0 for a name without them: orders the
+/// messages of one second by arrival, which comparing the names as text
+/// does not (`M99999` sorts after `M100000`).
+pub(crate) fn micros(base: &[u8]) -> u32 {
+    let secs = base.iter().take_while(|b| b.is_ascii_digit()).count();
+    let Some(rest) = base[secs..].strip_prefix(b".M") else {
+        return 0;
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits])
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The POP3 unique id for a base name. RFC 1939 §7: "The unique-id of a
 /// message is an arbitrary server-determined string, consisting of one to 70
 /// characters in the range 0x21 to 0x7E". Our own names always qualify; any
@@ -162,6 +178,16 @@ mod tests {
                 String::from_utf8_lossy(name)
             );
         }
+    }
+
+    #[test]
+    fn micros_of_names() {
+        assert_eq!(micros(b"1700000000.M57859P1Q2.host"), 57859);
+        assert_eq!(micros(b"1700000000.M100000P1Q3.host"), 100000);
+        assert_eq!(micros(b"1700000000.mutt-x.host"), 0);
+        assert_eq!(micros(b"1700000000.M.host"), 0);
+        assert_eq!(micros(b"mutt-abc"), 0);
+        assert_eq!(micros(b""), 0);
     }
 
     #[test]
