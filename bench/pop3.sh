@@ -474,19 +474,20 @@ for k in 1 "$PIPELINE"; do
     row "  server CPU ms per message" "$a" "$b" "$(ratio "$a" "$b")" ""
     round_ratios "retr$k-mr" "retr$k-dv"
 done
-if [[ "$BUSY_POLL" == 1 ]]; then
-    a=$(med retrspin-mr msgs_per_s) b=$(med retrspin-dv msgs_per_s)
-    row "RETR msgs/s, no pipelining, busy-poll client" "$a" "$b" "$(ratio "$a" "$b")" ">= 2"
-    a=$(per "$(med retrspin-mr server_cpu_s)" $((MESSAGES * PASSES))) b=$(per "$(med retrspin-dv server_cpu_s)" $((MESSAGES * PASSES)))
+# retr_rows TAG LABEL: a RETR load's rate, CPU per message and per-round ratios.
+retr_rows() {
+    local a b
+    a=$(med "$1-mr" msgs_per_s) b=$(med "$1-dv" msgs_per_s)
+    row "$2" "$a" "$b" "$(ratio "$a" "$b")" ">= 2"
+    a=$(per "$(med "$1-mr" server_cpu_s)" $((MESSAGES * PASSES))) b=$(per "$(med "$1-dv" server_cpu_s)" $((MESSAGES * PASSES)))
     row "  server CPU ms per message" "$a" "$b" "$(ratio "$a" "$b")" ""
-    round_ratios retrspin-mr retrspin-dv
+    round_ratios "$1-mr" "$1-dv"
+}
+if [[ "$BUSY_POLL" == 1 ]]; then
+    retr_rows retrspin "RETR msgs/s, no pipelining, busy-poll client"
 fi
 if [[ "$ONE_CPU" == 1 ]]; then
-    a=$(med retr1cpu-mr msgs_per_s) b=$(med retr1cpu-dv msgs_per_s)
-    row "RETR msgs/s, no pipelining, one CPU" "$a" "$b" "$(ratio "$a" "$b")" ">= 2"
-    a=$(per "$(med retr1cpu-mr server_cpu_s)" $((MESSAGES * PASSES))) b=$(per "$(med retr1cpu-dv server_cpu_s)" $((MESSAGES * PASSES)))
-    row "  server CPU ms per message" "$a" "$b" "$(ratio "$a" "$b")" ""
-    round_ratios retr1cpu-mr retr1cpu-dv
+    retr_rows retr1cpu "RETR msgs/s, no pipelining, one CPU"
 fi
 a=$(med sess-mr sessions_per_s) b=$(med sess-dv sessions_per_s)
 row "sessions/s" "$a" "$b" "$(ratio "$a" "$b")" ">= 5"
