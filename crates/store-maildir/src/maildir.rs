@@ -353,13 +353,15 @@ pub(crate) fn open_maildrop(inner: Arc<Inner>, name: String) -> Result<MaildirDr
     // Oldest first: POP3 clients expect message 1 to be the oldest.
     listed.sort_by(|a, b| (a.secs, a.micros, &a.file_name).cmp(&(b.secs, b.micros, &b.file_name)));
     let mut infos = Vec::with_capacity(listed.len());
+    // For files without S= only: one read buffer for all of them.
+    let mut buf = Vec::new();
     let mut keep = Vec::with_capacity(listed.len());
     for entry in listed {
         let size = match entry.size {
             Some(size) => size,
             // No S= in the name: another agent wrote it, perhaps with LF
             // line ends; read it once to count what POP3 will send.
-            None => match open_nofollow(&entry.path(&root)).and_then(wire_size) {
+            None => match open_nofollow(&entry.path(&root)).and_then(|f| wire_size(f, &mut buf)) {
                 Ok(size) => size,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(StoreError::from_io(e)),
@@ -691,12 +693,12 @@ impl MaildirDrop {
 /// (another agent's): every line end counts as CRLF, as RFC 1939 §10 asks,
 /// and a last line without one gains it, as RETR sends them (the POP3
 /// encoder repairs both).
-fn wire_size(mut file: fs::File) -> io::Result<u64> {
+fn wire_size(mut file: fs::File, buf: &mut Vec<u8>) -> io::Result<u64> {
     use std::io::Read;
-    let mut buf = vec![0u8; 64 * 1024];
+    buf.resize(64 * 1024, 0);
     let (mut size, mut after_cr, mut last) = (0u64, false, None);
     loop {
-        let n = match file.read(&mut buf) {
+        let n = match file.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -790,7 +792,7 @@ mod read_sized_tests {
             ),
         ] {
             std::fs::write(&path, content).unwrap();
-            let size = wire_size(std::fs::File::open(&path).unwrap()).unwrap();
+            let size = wire_size(std::fs::File::open(&path).unwrap(), &mut Vec::new()).unwrap();
             assert_eq!(
                 size,
                 wire.len() as u64,

@@ -408,10 +408,9 @@ impl Driver {
         &self,
         session: &ServerSession,
         envelope: Envelope,
-        data: Vec<u8>,
+        mut data: Vec<u8>,
     ) -> Reply {
         let config = &self.config;
-        let mut data = data;
         // BDAT (RFC 3030) can carry a message whose last line has no CRLF;
         // DATA cannot. Every message is stored with one, so that its size
         // is what POP3 sends (RFC 1939 §3 ends every line of a response
